@@ -1,0 +1,49 @@
+"""Gatewatch contracts: access events, agreements, decisions, alerts and dead letters (v1).
+
+Pure pydantic models; no I/O. `python -m schemas` regenerates the JSON Schemas in schemas/json/.
+"""
+
+from schemas.agreement import Agreement
+from schemas.decision import Alert, DeadLetter, Decision, Issue, MessageRef, PackRef, Violation
+from schemas.errors import issues_from_validation_error
+from schemas.event import AccessEvent, Actor, Recipient
+from schemas.export import MODELS, json_schemas
+from schemas.vocab import (
+    AccessRoute,
+    Action,
+    AgreementStatus,
+    Approver,
+    Category,
+    Channel,
+    DeadLetterReason,
+    OrgType,
+    Severity,
+    Verdict,
+)
+
+__all__ = [
+    "MODELS",
+    "AccessEvent",
+    "AccessRoute",
+    "Action",
+    "Actor",
+    "Agreement",
+    "AgreementStatus",
+    "Alert",
+    "Approver",
+    "Category",
+    "Channel",
+    "DeadLetter",
+    "DeadLetterReason",
+    "Decision",
+    "Issue",
+    "MessageRef",
+    "OrgType",
+    "PackRef",
+    "Recipient",
+    "Severity",
+    "Verdict",
+    "Violation",
+    "issues_from_validation_error",
+    "json_schemas",
+]

@@ -1,0 +1,110 @@
+"""Decision, Alert and DeadLetter v1: what Gatewatch writes for every event it consumes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas._common import MAX_LIST, Code, Contract, Identifier, LongText, ShortText
+from schemas.vocab import Action, Category, DeadLetterReason, OrgType, Severity, Verdict
+
+__all__ = ["Alert", "DeadLetter", "Decision", "Issue", "MessageRef", "PackRef", "Violation"]
+
+Sha256 = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class PackRef(Contract):
+    """The rule pack that produced a decision or alert."""
+
+    name: ShortText
+    version: ShortText
+    sha256: str = Sha256
+
+
+class MessageRef(Contract):
+    """Where a consumed message came from."""
+
+    topic: ShortText
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+
+
+class Violation(Contract):
+    """One rule that fired, with an explanation naming what was expected and what was seen."""
+
+    rule_id: Identifier
+    category: Category
+    severity: Severity
+    title: ShortText
+    explanation: LongText
+    legal_basis: LongText
+
+
+class Issue(Contract):
+    """A validation or engine problem, located by a path into the input. Never echoes input values."""
+
+    loc: str = Field(max_length=512)
+    message: LongText
+    type: ShortText
+
+
+class Decision(Contract):
+    """The recorded outcome for one event: compliant, violation (with violations) or invalid."""
+
+    schema_version: Literal["1"] = "1"
+    event_id: Identifier | None
+    evaluated_at: AwareDatetime
+    verdict: Verdict
+    violations: tuple[Violation, ...] = Field(default=(), max_length=MAX_LIST)
+    errors: tuple[Issue, ...] = Field(default=(), max_length=MAX_LIST)
+    pack: PackRef
+    occurred_at: AwareDatetime | None = None
+    action: Action | None = None
+    recipient_org_id: Identifier | None = None
+    recipient_type: OrgType | None = None
+    agreement_id: Identifier | None = None
+    legal_gateway: Code | None = None
+    purpose: Code | None = None
+    record_count: int | None = Field(default=None, ge=0)
+    source: MessageRef | None = None
+
+
+class Alert(Contract):
+    """A violation raised for people: routed to Alertmanager and pagers, shown on dashboards.
+
+    `alert_id` is deterministic (the same violation replayed gives the same id) so that downstream
+    sinks de-duplicate re-deliveries instead of paging twice.
+    """
+
+    schema_version: Literal["1"] = "1"
+    alert_id: str = Sha256
+    rule_id: Identifier
+    category: Category
+    severity: Severity
+    title: ShortText
+    explanation: LongText
+    legal_basis: LongText
+    runbook: LongText | None = None
+    recipient_org_id: Identifier | None = None
+    recipient_type: OrgType | None = None
+    agreement_id: Identifier | None = None
+    legal_gateway: Code | None = None
+    purpose: Code | None = None
+    event_ids: tuple[Identifier, ...] = Field(default=(), max_length=MAX_LIST)
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    count: int = Field(default=1, ge=1)
+    pack: PackRef
+
+
+class DeadLetter(Contract):
+    """A consumed message that could not be evaluated, kept byte for byte with the reason."""
+
+    schema_version: Literal["1"] = "1"
+    source: MessageRef
+    key_b64: str | None = Field(default=None, description="Original key, base64")
+    value_b64: str = Field(description="Original value bytes, base64")
+    reason: DeadLetterReason
+    errors: tuple[Issue, ...] = Field(default=(), max_length=MAX_LIST)
+    received_at: AwareDatetime

@@ -1,0 +1,88 @@
+"""AccessEvent v1: one access to, or extract from, the pupil database, as published on npd.access.v1."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import ipaddress
+
+from pydantic import AwareDatetime, Field, field_validator
+
+from schemas._common import (
+    MAX_LIST,
+    MAX_PUPIL_REFS,
+    Code,
+    Contract,
+    CountryCode,
+    Identifier,
+    NonNegative,
+    PupilRef,
+    ShortText,
+)
+from schemas.vocab import Action, Channel, OrgType
+
+__all__ = ["AccessEvent", "Actor", "Recipient"]
+
+
+class Actor(Contract):
+    """Who performed the access (a DfE user or a recipient's user)."""
+
+    user_id: Identifier
+    org_id: Identifier
+    role: ShortText | None = None
+    ip: ShortText | None = Field(default=None, description="IPv4 or IPv6 address")
+    country: CountryCode | None = Field(default=None, description="ISO 3166-1 alpha-2")
+
+    @field_validator("ip")
+    @classmethod
+    def _ip_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)  # ValueError names the problem
+        return value
+
+
+class Recipient(Contract):
+    """The organisation that receives the data."""
+
+    org_id: Identifier
+    name: ShortText | None = None
+    org_type: OrgType
+    ico_registration: ShortText | None = None
+    companies_house: ShortText | None = None
+
+
+class AccessEvent(Contract):
+    """An access or extract event. Unknown fields are rejected so a producer's typo cannot hide a field."""
+
+    schema_version: Literal["1"]
+    event_id: Identifier = Field(description="Unique id; the idempotency key")
+    occurred_at: AwareDatetime = Field(description="Event time, RFC 3339 with offset")
+    source_system: ShortText
+    action: Action
+    actor: Actor
+    recipient: Recipient
+    agreement_id: Identifier | None = None
+    legal_gateway: Code | None = None
+    purpose: Code | None = None
+    datasets: tuple[Code, ...] = Field(min_length=1, max_length=MAX_LIST)
+    fields: tuple[Code, ...] = Field(max_length=MAX_LIST, description="Field codes disclosed to the recipient")
+    record_count: NonNegative
+    pupil_refs: tuple[PupilRef, ...] | None = Field(
+        default=None,
+        max_length=MAX_PUPIL_REFS,
+        description="Pseudonymous pupil references; never copied to decisions, alerts, logs or metrics",
+    )
+    channel: Channel
+    onward_recipients: tuple[Identifier, ...] = Field(default=(), max_length=MAX_LIST)
+    case_reference: ShortText | None = None
+    evidence_attestation: bool | None = None
+    court_order_ref: ShortText | None = None
+    min_cell_count: NonNegative | None = None
+    restricted_record_count: NonNegative | None = None
+
+    @field_validator("datasets", "fields", "onward_recipients")
+    @classmethod
+    def _no_duplicates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not repeat a value")
+        return value
