@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import ipaddress
+from typing import Literal
 
 from pydantic import AwareDatetime, Field, field_validator
 

@@ -1,0 +1,121 @@
+"""Every Prometheus metric Gatewatch exports, defined in one place with the registry injected.
+
+Label values come only from bounded vocabularies: enums of the contract, rule ids of the loaded pack and
+codes of the catalogues. Anything else is reported as `other`, so a hostile producer cannot explode
+the number of series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from schemas import Action, Category, DeadLetterReason, OrgType, PackRef, Severity, Verdict
+
+__all__ = ["NONE", "OTHER", "Metrics"]
+
+OTHER = "other"
+NONE = "none"
+TIERS = ("1", "2", "3", "4", NONE)
+
+_ACTIONS = frozenset(a.value for a in Action)
+_ORG_TYPES = frozenset(o.value for o in OrgType)
+
+
+class Metrics:
+    """The metric families, bound to one registry (tests pass a fresh CollectorRegistry)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        gateways: Iterable[str] = (),
+        purposes: Iterable[str] = (),
+    ) -> None:
+        self.registry = registry
+        self._gateways = frozenset(gateways)
+        self._purposes = frozenset(purposes)
+        self.events = Counter(
+            "gatewatch_events_total",
+            "Access events evaluated, by action, recipient type, legal gateway, purpose and verdict",
+            ["action", "recipient_type", "gateway", "purpose", "verdict"],
+            registry=registry,
+        )
+        self.alerts = Counter(
+            "gatewatch_alerts_total",
+            "Alerts raised, by rule, violation category and severity",
+            ["rule", "category", "severity"],
+            registry=registry,
+        )
+        self.records = Counter(
+            "gatewatch_records_disclosed_total",
+            "Records disclosed to recipients, by recipient type, gateway, purpose and most sensitive tier",
+            ["recipient_type", "gateway", "purpose", "tier"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "gatewatch_dead_letters_total",
+            "Consumed messages that could not be evaluated, by reason",
+            ["topic", "reason"],
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "gatewatch_decisions_total", "Decisions written, by verdict", ["verdict"], registry=registry
+        )
+        self.engine_errors = Counter(
+            "gatewatch_engine_errors_total",
+            "Rules that raised while evaluating an event (the event still gets a decision)",
+            ["rule"],
+            registry=registry,
+        )
+        self.evaluation_seconds = Histogram(
+            "gatewatch_evaluation_seconds",
+            "Time to decode, validate and evaluate one event",
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=registry,
+        )
+        self.agreements = Gauge(
+            "gatewatch_agreements",
+            "Agreements in the worker's register, by status",
+            ["status"],
+            registry=registry,
+        )
+        self.last_event_timestamp = Gauge(
+            "gatewatch_last_event_timestamp_seconds",
+            "Unix time at which the worker last finished an access event",
+            registry=registry,
+        )
+        self.rule_pack = Info("gatewatch_rule_pack", "The loaded rule pack", registry=registry)
+        for reason in DeadLetterReason:
+            self.dead_letters.labels("access", reason.value)
+        for verdict in Verdict:
+            self.decisions.labels(verdict.value)
+
+    def set_pack(self, pack: PackRef, rules: Iterable[tuple[str, Category, Severity]]) -> None:
+        """Expose the loaded pack and create the alert series for each of its rules at zero."""
+        self.rule_pack.info({"name": pack.name, "version": pack.version, "sha256": pack.sha256})
+        for rule_id, category, severity in rules:
+            self.alerts.labels(rule_id, category.value, severity.value)
+
+    def gateway(self, code: str | None) -> str:
+        if code is None:
+            return NONE
+        return code if code in self._gateways else OTHER
+
+    def purpose(self, code: str | None) -> str:
+        if code is None:
+            return NONE
+        return code if code in self._purposes else OTHER
+
+    @staticmethod
+    def action(value: str | None) -> str:
+        if value is None:
+            return NONE
+        return value if value in _ACTIONS else OTHER
+
+    @staticmethod
+    def org_type(value: str | None) -> str:
+        if value is None:
+            return NONE
+        return value if value in _ORG_TYPES else OTHER

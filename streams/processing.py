@@ -1,0 +1,250 @@
+"""From one consumed message to exactly one decision (with its alerts) or one dead letter.
+
+This is the agent's body without Faust: decode and validate once, look up the agreement, call the pure
+engine, record metrics and log one line per violation. The Faust agent, `gatewatch check` and the tests
+all go through `Processor.process`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+from pydantic import ValidationError
+
+from rules import Engine
+from schemas import (
+    AccessEvent,
+    Agreement,
+    Alert,
+    DeadLetter,
+    DeadLetterReason,
+    Decision,
+    Issue,
+    MessageRef,
+    issues_from_validation_error,
+)
+from streams.metrics import NONE, Metrics
+
+__all__ = [
+    "AgreementCache",
+    "AgreementLookup",
+    "Outcome",
+    "Processor",
+    "classify_invalid",
+    "make_dead_letter",
+]
+
+log = structlog.get_logger("gatewatch.worker")
+
+#: Given an agreement id, the agreement currently in the register (or None).
+AgreementLookup = Callable[[str], Agreement | None]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one consumed message became: a decision (and its alerts) or a dead letter, never neither."""
+
+    decision: Decision | None = None
+    alerts: list[Alert] = field(default_factory=list)
+    dead_letter: DeadLetter | None = None
+    event: AccessEvent | None = None
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def classify_invalid(raw: bytes, exc: ValidationError) -> tuple[DeadLetterReason, list[Issue]]:
+    """Name the reason a message failed validation, with issues that never echo the input."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    first = errors[0] if errors else None
+    if first is not None and first["type"] == "json_invalid":
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            return DeadLetterReason.NOT_UTF8, [
+                Issue(loc="$", message=f"not valid UTF-8 at byte {uexc.start}", type="not_utf8")
+            ]
+        msg = str(first.get("msg", "invalid JSON"))
+        reason = DeadLetterReason.TOO_DEEP if "recursion" in msg.lower() else DeadLetterReason.NOT_JSON
+        return reason, [Issue(loc="$", message=msg[:4096], type=reason.value)]
+    if first is not None and first["type"] == "model_type" and tuple(first["loc"]) == ():
+        return DeadLetterReason.NOT_AN_OBJECT, [
+            Issue(loc="$", message="an event must be a JSON object", type="not_an_object")
+        ]
+    issues = issues_from_validation_error(exc)
+    if any(e["type"] == "literal_error" and tuple(e["loc"]) == ("schema_version",) for e in errors):
+        return DeadLetterReason.UNSUPPORTED_VERSION, issues
+    return DeadLetterReason.SCHEMA_VIOLATION, issues
+
+
+class Processor:
+    """Evaluates consumed access messages. One instance per worker; not thread-safe."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        agreements: AgreementLookup,
+        metrics: Metrics | None = None,
+        *,
+        max_message_bytes: int = 1_048_576,
+        max_future_skew: dt.timedelta = dt.timedelta(minutes=5),
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
+        self.engine = engine
+        self.agreements = agreements
+        self.metrics = metrics
+        self.max_message_bytes = max_message_bytes
+        self.max_future_skew = max_future_skew
+        self.clock = clock
+        self._tier_cache: dict[tuple[str, ...], str] = {}
+
+    def process(self, value: bytes | None, key: bytes | None, source: MessageRef) -> Outcome:
+        started = time.perf_counter()
+        raw = value if value is not None else b""
+        now = self.clock()
+        if len(raw) > self.max_message_bytes:
+            return self._dead(
+                raw,
+                key,
+                source,
+                now,
+                DeadLetterReason.TOO_LARGE,
+                [
+                    Issue(
+                        loc="$",
+                        type="too_large",
+                        message=f"message is {len(raw)} bytes, over the limit of {self.max_message_bytes}",
+                    )
+                ],
+            )
+        try:
+            event = AccessEvent.model_validate_json(raw)
+        except ValidationError as exc:
+            reason, issues = classify_invalid(raw, exc)
+            return self._dead(raw, key, source, now, reason, issues)
+        if event.occurred_at - now > self.max_future_skew:
+            return self._dead(
+                raw,
+                key,
+                source,
+                now,
+                DeadLetterReason.FUTURE_TIMESTAMP,
+                [
+                    Issue(
+                        loc="occurred_at",
+                        type="future_timestamp",
+                        message=f"event time is more than {self.max_future_skew} ahead of the worker's clock",
+                    )
+                ],
+            )
+        agreement = self.agreements(event.agreement_id) if event.agreement_id else None
+        decision = self.engine.evaluate(event, agreement, evaluated_at=now, source=source)
+        alerts = self.engine.alerts(event, decision)
+        if self.metrics is not None:
+            self._count(event, decision, alerts, time.perf_counter() - started)
+        for v in decision.violations:
+            log.warning(
+                "violation",
+                event_id=event.event_id,
+                rule_id=v.rule_id,
+                category=v.category.value,
+                severity=v.severity.value,
+                recipient_org_id=event.recipient.org_id,
+                agreement_id=event.agreement_id,
+            )
+        for err in decision.errors:
+            log.error("engine_error", event_id=event.event_id, loc=err.loc, message=err.message)
+        return Outcome(decision=decision, alerts=alerts, event=event)
+
+    def _tier(self, fields: tuple[str, ...]) -> str:
+        """The most sensitive tier among the disclosed fields (Tier 1 is the most sensitive), as a label."""
+        label = self._tier_cache.get(fields)
+        if label is None:
+            known = self.engine.catalogue.fields
+            tiers = [t for f in fields if (entry := known.get(f)) is not None and (t := entry.tier) is not None]
+            label = str(min(tiers)) if tiers else NONE
+            if len(self._tier_cache) < 4096:  # field lists repeat; bound the cache anyway
+                self._tier_cache[fields] = label
+        return label
+
+    def _count(self, event: AccessEvent, decision: Decision, alerts: list[Alert], seconds: float) -> None:
+        m = self.metrics
+        assert m is not None
+        gateway, purpose = m.gateway(event.legal_gateway), m.purpose(event.purpose)
+        org_type = event.recipient.org_type.value
+        m.events.labels(event.action.value, org_type, gateway, purpose, decision.verdict.value).inc()
+        m.decisions.labels(decision.verdict.value).inc()
+        if event.record_count:
+            m.records.labels(org_type, gateway, purpose, self._tier(event.fields)).inc(event.record_count)
+        for alert in alerts:
+            m.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
+        for err in decision.errors:
+            if err.type == "engine_error":
+                m.engine_errors.labels(err.loc).inc()
+        m.evaluation_seconds.observe(seconds)
+        m.last_event_timestamp.set(time.time())
+
+    def _dead(
+        self,
+        raw: bytes,
+        key: bytes | None,
+        source: MessageRef,
+        now: dt.datetime,
+        reason: DeadLetterReason,
+        issues: list[Issue],
+    ) -> Outcome:
+        if self.metrics is not None:
+            self.metrics.dead_letters.labels("access", reason.value).inc()
+        return Outcome(dead_letter=make_dead_letter(raw, key, source, reason, issues, now))
+
+
+def make_dead_letter(
+    raw: bytes | None,
+    key: bytes | None,
+    source: MessageRef,
+    reason: DeadLetterReason,
+    issues: list[Issue],
+    now: dt.datetime | None = None,
+) -> DeadLetter:
+    """The dead letter for a message: original bytes, where it came from, why. Logged, never dropped."""
+    log.warning(
+        "dead_letter",
+        topic=source.topic,
+        partition=source.partition,
+        offset=source.offset,
+        reason=reason.value,
+        errors=[f"{i.loc}: {i.message}" for i in issues[:5]],
+    )
+    return DeadLetter(
+        source=source,
+        key_b64=base64.b64encode(key).decode("ascii") if key is not None else None,
+        value_b64=base64.b64encode(raw or b"").decode("ascii"),
+        reason=reason,
+        errors=tuple(issues[:64]),
+        received_at=now or _utcnow(),
+    )
+
+
+class AgreementCache:
+    """Parses register entries once: maps agreement id -> Agreement, re-parsing only when the JSON changes."""
+
+    def __init__(self, source: Mapping[str, str]) -> None:
+        self._source = source
+        self._parsed: dict[str, tuple[str, Agreement]] = {}
+
+    def __call__(self, agreement_id: str) -> Agreement | None:
+        raw = self._source.get(agreement_id)
+        if raw is None:
+            return None
+        hit = self._parsed.get(agreement_id)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        agreement = Agreement.model_validate_json(raw)
+        self._parsed[agreement_id] = (raw, agreement)
+        return agreement

@@ -1,0 +1,68 @@
+"""All runtime settings of Gatewatch in one frozen pydantic-settings object (environment: GATEWATCH_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "TopicNames"]
+
+
+class TopicNames(BaseSettings):
+    """Kafka topic names; override one with e.g. GATEWATCH_TOPIC_ACCESS=npd.access.test."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWATCH_TOPIC_", frozen=True, extra="forbid")
+
+    access: str = "npd.access.v1"
+    agreements: str = "npd.agreements.v1"
+    decisions: str = "npd.decisions.v1"
+    alerts: str = "npd.alerts.v1"
+    deadletter: str = "npd.deadletter.v1"
+
+
+class Settings(BaseSettings):
+    """Runtime settings. Read from the environment only when `Settings()` is constructed, never at import.
+
+    Every field maps to an environment variable `GATEWATCH_<FIELD>` (upper case), listed in the README.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GATEWATCH_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="Comma-separated host:port list of an existing Kafka; unset = start the embedded broker",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    app_id: str = Field(default="gatewatch", description="Faust app id = Kafka consumer group")
+    partitions: int = Field(default=4, ge=1, le=1024, description="Partitions of the access topic")
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    local_mode: bool = Field(
+        default=False,
+        description="Short Faust rebalance/session timeouts for the single-node embedded broker",
+    )
+
+    web_host: str = Field(default="127.0.0.1", description="Bind address of /metrics and the worker's web")
+    web_port: int = Field(default=6066, ge=0, le=65535, description="Port of /metrics (0 = pick a free port)")
+    data_dir: Path = Field(default=Path(".gatewatch"), description="Faust data directory of the worker")
+
+    rule_pack_dir: Path | None = Field(default=None, description="Rule pack directory; unset = bundled NPD pack")
+    agreements_file: Path | None = Field(
+        default=None, description="Agreements register (YAML/JSON list) loaded by `gatewatch up`"
+    )
+    max_message_bytes: int = Field(default=1_048_576, ge=1024, description="Larger events are dead-lettered")
+    max_future_skew_seconds: int = Field(
+        default=300, ge=0, description="Events dated further in the future than this are dead-lettered"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    topics: TopicNames = Field(default_factory=TopicNames)

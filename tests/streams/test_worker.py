@@ -1,0 +1,94 @@
+"""The worker end to end on a real embedded broker: events in, decisions, alerts and dead letters out."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.broker import EmbeddedBroker
+from streams.kafka import ensure_topics
+from streams.publisher import Publisher
+from streams.runner import WorkerProcess
+from streams.settings import Settings
+from tests.conftest import isolated_settings, read_topic
+from tests.factories import make_agreement, make_event
+
+pytestmark = pytest.mark.integration
+
+EVENTS = {
+    "compliant": make_event(event_id="it-compliant"),
+    "prohibited": make_event(event_id="it-prohibited", fields=["pmr", "nationality"]),
+    "no-agreement": make_event(
+        event_id="it-no-agreement", agreement_id=..., recipient={"org_id": "adtech-ltd", "org_type": "commercial"},
+        legal_gateway="EA1996-s537A", purpose="research", channel="sftp", action="extract",
+    ),
+    "insecure": make_event(event_id="it-insecure", channel="email", action="extract"),
+}
+BAD_MESSAGES = [b"{not json", b'{"schema_version": "1", "event_id": "half"}']
+
+
+@pytest.fixture(scope="module")
+def running(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, WorkerProcess]]:
+    settings = isolated_settings(broker, tmp_path_factory.mktemp("worker"))
+    ensure_topics(settings)
+    with Publisher(settings) as pub:
+        pub.publish_agreements([make_agreement()])
+    worker = WorkerProcess(settings, log_file=Path(settings.data_dir) / "worker.log").start()
+    try:
+        worker.wait_ready(1, timeout=120)
+        with Publisher(settings) as pub:
+            pub.publish_events(EVENTS.values())
+            for raw in BAD_MESSAGES:
+                pub.publish_raw(raw, key=b"bad")
+        yield settings, worker
+    finally:
+        worker.stop()
+
+
+def test_events_become_decisions_with_the_right_categories(running: tuple[Settings, WorkerProcess]) -> None:
+    settings, _ = running
+    decisions = read_topic(settings, settings.topics.decisions, expected=len(EVENTS))
+    by_id = {d["event_id"]: d for d in decisions}
+    assert set(by_id) == {e.event_id for e in EVENTS.values()}
+    categories = {k: {v["category"] for v in by_id[e.event_id]["violations"]} for k, e in EVENTS.items()}
+    assert by_id["it-compliant"]["verdict"] == "compliant"
+    assert "prohibited_field" in categories["prohibited"]
+    assert "no_agreement" in categories["no-agreement"]
+    assert "insecure_access_route" in categories["insecure"]
+    assert all(d["pack"]["sha256"] for d in decisions)
+
+
+def test_alerts_are_written_for_violations(running: tuple[Settings, WorkerProcess]) -> None:
+    settings, _ = running
+    alerts = read_topic(settings, settings.topics.alerts, expected=3)
+    seen = {(a["event_ids"][0], a["category"]) for a in alerts}
+    assert ("it-prohibited", "prohibited_field") in seen
+    assert ("it-insecure", "insecure_access_route") in seen
+    assert all(a["event_ids"] != ["it-compliant"] for a in alerts)
+
+
+def test_invalid_messages_land_in_the_dead_letter_topic_with_reason(running: tuple[Settings, WorkerProcess]) -> None:
+    settings, _ = running
+    dead = read_topic(settings, settings.topics.deadletter, expected=len(BAD_MESSAGES))
+    assert sorted(base64.b64decode(d["value_b64"]) for d in dead) == sorted(BAD_MESSAGES)
+    reasons = {base64.b64decode(d["value_b64"]): d["reason"] for d in dead}
+    assert reasons[b"{not json"] == "not_json"
+    assert reasons[b'{"schema_version": "1", "event_id": "half"}'] == "schema_violation"
+    assert all(d["source"]["topic"] == settings.topics.access for d in dead)
+
+
+def test_metrics_endpoint_shows_the_counts(running: tuple[Settings, WorkerProcess]) -> None:
+    settings, worker = running
+    read_topic(settings, settings.topics.decisions, expected=len(EVENTS))
+    text = worker.metrics_text()
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line and not line.startswith("#")}
+    assert samples['gatewatch_decisions_total{verdict="compliant"}'] == 1.0
+    assert samples['gatewatch_decisions_total{verdict="violation"}'] == 3.0
+    assert samples['gatewatch_dead_letters_total{reason="not_json",topic="access"}'] == 1.0
+    assert samples['gatewatch_dead_letters_total{reason="schema_violation",topic="access"}'] == 1.0
+    assert any(k.startswith("gatewatch_rule_pack_info{") for k in samples)
+    assert any(k.startswith('gatewatch_alerts_total{category="prohibited_field"') and v >= 1 for k, v in samples.items())
