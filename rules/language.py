@@ -1,0 +1,590 @@
+"""The condition language: a tokenizer, a recursive-descent parser and a compiler to Python closures.
+
+Rule text is never handed to eval, exec, compile or `ast`: it is tokenized here, every name is looked
+up in the fixed fact vocabulary (rules.facts.FACTS) or the function registry below at compile time,
+and the result is a tree of plain closures taking a `Facts` context. See rules/README.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rules.exceptions import ConditionError
+from rules.facts import FACTS, Facts
+
+__all__ = [
+    "FUNCTIONS",
+    "MAX_CONDITION_CHARS",
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "MAX_LIST_ITEMS",
+    "MAX_STRING_CHARS",
+    "Compiled",
+    "Template",
+    "compile_condition",
+    "compile_expression",
+    "compile_template",
+]
+
+MAX_CONDITION_CHARS = 4096
+MAX_DEPTH = 32
+MAX_LIST_ITEMS = 256
+MAX_STRING_CHARS = 256
+MAX_INT_DIGITS = 12
+
+Fn = Callable[[Facts], Any]
+KEYWORDS = frozenset({"and", "or", "not", "in", "true", "false", "null"})
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>[ \t\r\n]+)
+  | (?P<int>[0-9]+)
+  | (?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+  | (?P<op>==|!=|<=|>=|<|>|-|,|\(|\)|\[|\])
+    """,
+    re.VERBOSE,
+)
+_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    kind: str  # int, str, name, kw, op, eof
+    text: str
+    pos: int
+
+
+def _tokenize(text: str) -> list[_Tok]:
+    out: list[_Tok] = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            ch = text[pos]
+            if ch == ".":
+                raise ConditionError(
+                    "attribute access is not allowed: '.' may only join the parts of a fact name such as event.fields",
+                    offset=pos,
+                    text=text,
+                )
+            if ch in "\"'":
+                raise ConditionError(
+                    "unterminated string literal (strings end on the same line)", offset=pos, text=text
+                )
+            raise ConditionError(
+                f"unexpected character {ch!r}; conditions use names, literals, and/or/not, "
+                "== != < <= > >=, in, not in, -, [lists], (parentheses) and registered functions",
+                offset=pos,
+                text=text,
+            )
+        kind = m.lastgroup or ""
+        if kind != "ws":
+            value = m.group()
+            if kind == "name" and value in KEYWORDS:
+                kind = "kw"
+            out.append(_Tok(kind, value, pos))
+        pos = m.end()
+    out.append(_Tok("eof", "", len(text)))
+    return out
+
+
+# --- typed nodes -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A compiled expression: the closure, its static type, and its value when it is a constant."""
+
+    fn: Fn
+    type: str  # bool, int, str, list, null, any
+    nullable: bool = False
+    const: bool = False
+    value: Any = None
+    domain: str | None = None
+    fact: str | None = None
+
+
+def _const(value: Any, type_: str) -> Compiled:
+    def get(_f: Facts) -> Any:
+        return value
+
+    return Compiled(get, type_, value is None, True, value)
+
+
+# --- functions -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    name: str
+    params: tuple[str, ...]
+    returns: str
+    impl: Callable[..., Any]
+    doc: str
+
+
+def _subset(a: Any, b: Any) -> bool:
+    s = set(b)
+    return all(x in s for x in a)
+
+
+def _intersects(a: Any, b: Any) -> bool:
+    s = set(b)
+    return any(x in s for x in a)
+
+
+FUNCTIONS: dict[str, Function] = {
+    f.name: f
+    for f in (
+        Function("len", ("list",), "int", len, "number of items of a list"),
+        Function("any", ("list",), "bool", bool, "true if the list has at least one item"),
+        Function("empty", ("list",), "bool", lambda x: not x, "true if the list has no item"),
+        Function("intersects", ("list", "list"), "bool", _intersects, "true if the lists share an item"),
+        Function("subset", ("list", "list"), "bool", _subset, "true if every item of the first is in the second"),
+    )
+}
+
+
+def _chain(fns: list[Fn], *, any_of: bool) -> Fn:
+    """One closure for a whole `a and b and c` (or `or`) chain: fewer nested calls per evaluation."""
+    if len(fns) == 2:
+        a, b = fns
+        if any_of:
+            return lambda f: a(f) or b(f)
+        return lambda f: a(f) and b(f)
+    if len(fns) == 3:
+        a, b, c = fns
+        if any_of:
+            return lambda f: a(f) or b(f) or c(f)
+        return lambda f: a(f) and b(f) and c(f)
+    if len(fns) == 4:
+        a, b, c, d = fns
+        if any_of:
+            return lambda f: a(f) or b(f) or c(f) or d(f)
+        return lambda f: a(f) and b(f) and c(f) and d(f)
+    items = tuple(fns)
+    if any_of:
+
+        def any_chain(f: Facts) -> bool:
+            return any(fn(f) for fn in items)
+
+        return any_chain
+
+    def all_chain(f: Facts) -> bool:
+        return all(fn(f) for fn in items)
+
+    return all_chain
+
+
+def _difference(a: Any, b: Any) -> tuple[Any, ...]:
+    s = frozenset(b)
+    return tuple(x for x in a if x not in s)
+
+
+def _close(name: str, known: Any) -> str:
+    matches = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(matches)}?" if matches else ""
+
+
+# --- parser/compiler ---------------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, text: str, domains: Mapping[str, frozenset[str]]) -> None:
+        self.text = text
+        self.toks = _tokenize(text)
+        self.i = 0
+        self.depth = 0
+        self.domains = domains
+
+    # helpers
+    def err(self, message: str, tok: _Tok | None = None) -> ConditionError:
+        return ConditionError(message, offset=(tok or self.peek()).pos, text=self.text)
+
+    def peek(self, ahead: int = 0) -> _Tok:
+        return self.toks[min(self.i + ahead, len(self.toks) - 1)]
+
+    def take(self) -> _Tok:
+        tok = self.toks[self.i]
+        self.i = min(self.i + 1, len(self.toks) - 1)
+        return tok
+
+    def at(self, kind: str, text: str | None = None) -> bool:
+        tok = self.peek()
+        return tok.kind == kind and (text is None or tok.text == text)
+
+    def expect(self, kind: str, text: str) -> _Tok:
+        if not self.at(kind, text):
+            tok = self.peek()
+            seen = "end of condition" if tok.kind == "eof" else repr(tok.text)
+            raise self.err(f"expected '{text}', found {seen}")
+        return self.take()
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.err(f"expression nested deeper than {MAX_DEPTH} levels; split the rule or simplify it")
+
+    def need(self, node: Compiled, want: str, what: str, tok: _Tok) -> None:
+        if node.type not in (want, "any") and not (node.type == "null" and want != "bool"):
+            raise self.err(f"{what} needs a {want}, got a {node.type}", tok)
+
+    # grammar
+    def parse(self) -> Compiled:
+        node = self.or_()
+        if not self.at("eof"):
+            tok = self.peek()
+            raise self.err(f"unexpected {tok.text!r} after a complete expression; join conditions with and/or")
+        return node
+
+    def or_(self) -> Compiled:
+        self.enter()
+        first = self.peek()
+        node = self.and_()
+        parts = [node]
+        while self.at("kw", "or"):
+            tok = self.take()
+            right = self.and_()
+            self.need(node, "bool", "'or'", first)
+            self.need(right, "bool", "'or'", tok)
+            parts.append(right)
+        self.depth -= 1
+        return node if len(parts) == 1 else Compiled(_chain([p.fn for p in parts], any_of=True), "bool")
+
+    def and_(self) -> Compiled:
+        first = self.peek()
+        node = self.not_()
+        parts = [node]
+        while self.at("kw", "and"):
+            tok = self.take()
+            right = self.not_()
+            self.need(node, "bool", "'and'", first)
+            self.need(right, "bool", "'and'", tok)
+            parts.append(right)
+        return node if len(parts) == 1 else Compiled(_chain([p.fn for p in parts], any_of=False), "bool")
+
+    def not_(self) -> Compiled:
+        if self.at("kw", "not"):
+            tok = self.take()
+            self.enter()
+            inner = self.not_()
+            self.depth -= 1
+            self.need(inner, "bool", "'not'", tok)
+            fn = inner.fn
+            return Compiled(lambda f: not fn(f), "bool")
+        return self.comparison()
+
+    def comparison(self) -> Compiled:
+        left = self.additive()
+        tok = self.peek()
+        if tok.kind == "op" and tok.text in ("==", "!=", "<", "<=", ">", ">="):
+            self.take()
+            right = self.additive()
+            return self.compare(tok, left, right)
+        if self.at("kw", "in") or (self.at("kw", "not") and self.peek(1).kind == "kw" and self.peek(1).text == "in"):
+            negate = self.take().text == "not"
+            if negate:
+                self.take()
+            right = self.additive()
+            return self.membership(tok, left, right, negate)
+        return left
+
+    def check_codes(self, a: Compiled, b: Compiled, tok: _Tok) -> None:
+        """A literal compared with a catalogue-coded fact must be a known code (typos fail at load)."""
+        for fact, lit in ((a, b), (b, a)):
+            if fact.domain is None or not lit.const or fact.domain not in self.domains:
+                continue
+            known = self.domains[fact.domain]
+            values = lit.value if isinstance(lit.value, tuple) else (lit.value,)
+            for v in values:
+                if isinstance(v, str) and v not in known:
+                    raise self.err(
+                        f"unknown {fact.domain} code '{v}' (compared with {fact.fact}){_close(v, known)}", tok
+                    )
+
+    def compare(self, tok: _Tok, left: Compiled, right: Compiled) -> Compiled:
+        op = tok.text
+        self.check_codes(left, right, tok)
+        if op in ("==", "!="):
+            kinds = {left.type, right.type} - {"any", "null"}
+            if len(kinds) > 1:
+                raise self.err(f"'{op}' compares a {left.type} with a {right.type}; they can never be equal", tok)
+            lf, rf = left.fn, right.fn
+            if right.const:
+                v = right.value
+                fn: Fn = (lambda f: lf(f) == v) if op == "==" else (lambda f: lf(f) != v)
+            elif op == "==":
+                fn = lambda f: lf(f) == rf(f)  # noqa: E731
+            else:
+                fn = lambda f: lf(f) != rf(f)  # noqa: E731
+            return Compiled(fn, "bool")
+        self.need(left, "int", f"'{op}'", tok)
+        self.need(right, "int", f"'{op}'", tok)
+        lf, rf = left.fn, right.fn
+        # A null side (e.g. no cap in the agreement) makes every ordering false rather than an error.
+        if op == "<":
+            fn = lambda f: (a := lf(f)) is not None and (b := rf(f)) is not None and a < b  # noqa: E731
+        elif op == "<=":
+            fn = lambda f: (a := lf(f)) is not None and (b := rf(f)) is not None and a <= b  # noqa: E731
+        elif op == ">":
+            fn = lambda f: (a := lf(f)) is not None and (b := rf(f)) is not None and a > b  # noqa: E731
+        else:
+            fn = lambda f: (a := lf(f)) is not None and (b := rf(f)) is not None and a >= b  # noqa: E731
+        return Compiled(fn, "bool")
+
+    def membership(self, tok: _Tok, left: Compiled, right: Compiled, negate: bool) -> Compiled:
+        self.need(right, "list", "'in'", tok)
+        if left.type == "list":
+            raise self.err(
+                "'in' tests one value against a list; to compare two lists use subset() or intersects()", tok
+            )
+        self.check_codes(left, right, tok)
+        lf, rf = left.fn, right.fn
+        if right.const:
+            s = frozenset(right.value)
+            fn: Fn = (lambda f: lf(f) not in s) if negate else (lambda f: lf(f) in s)
+        elif negate:
+            fn = lambda f: lf(f) not in rf(f)  # noqa: E731
+        else:
+            fn = lambda f: lf(f) in rf(f)  # noqa: E731
+        return Compiled(fn, "bool")
+
+    def additive(self) -> Compiled:
+        node = self.primary()
+        while self.at("op", "-"):
+            tok = self.take()
+            right = self.primary()
+            if node.type == "list" or right.type == "list":
+                self.need(node, "list", "'-' (list difference)", tok)
+                self.need(right, "list", "'-' (list difference)", tok)
+                self.check_codes(node, right, tok)
+                lf, rf = node.fn, right.fn
+                if right.const:
+                    s = frozenset(right.value)
+                    fn: Fn = lambda f, lf=lf, s=s: tuple(x for x in lf(f) if x not in s)  # type: ignore[misc]  # noqa: E731
+                else:
+                    fn = lambda f, lf=lf, rf=rf: _difference(lf(f), rf(f))  # type: ignore[misc]  # noqa: E731
+                node = Compiled(fn, "list", domain=node.domain, fact=node.fact)
+            else:
+                self.need(node, "int", "'-'", tok)
+                self.need(right, "int", "'-'", tok)
+                lf, rf = node.fn, right.fn
+                node = Compiled(
+                    lambda f, lf=lf, rf=rf: None if (a := lf(f)) is None or (b := rf(f)) is None else a - b,  # type: ignore[misc]
+                    "int",
+                    nullable=True,
+                )
+        return node
+
+    def primary(self) -> Compiled:
+        tok = self.take()
+        if tok.kind == "op" and tok.text == "(":
+            self.enter()
+            inner = self.or_()
+            self.depth -= 1
+            self.expect("op", ")")
+            return inner
+        if tok.kind == "op" and tok.text == "[":
+            return self.list_literal(tok)
+        if tok.kind == "op" and tok.text == "-" and self.at("int"):
+            return self.int_literal(self.take(), negative=True)
+        if tok.kind == "int":
+            return self.int_literal(tok)
+        if tok.kind == "str":
+            return self.str_literal(tok)
+        if tok.kind == "kw" and tok.text in ("true", "false"):
+            return _const(tok.text == "true", "bool")
+        if tok.kind == "kw" and tok.text == "null":
+            return _const(None, "null")
+        if tok.kind == "name":
+            if self.at("op", "("):
+                return self.call(tok)
+            return self.name(tok)
+        seen = "the end of the condition" if tok.kind == "eof" else repr(tok.text)
+        raise self.err(f"expected a value (fact name, literal, list or function call), found {seen}", tok)
+
+    def name(self, tok: _Tok) -> Compiled:
+        if "__" in tok.text or tok.text.startswith("_"):
+            raise self.err(
+                f"name '{tok.text}' is not allowed: names starting with '_' or containing '__' are never facts", tok
+            )
+        fact = FACTS.get(tok.text)
+        if fact is None:
+            raise self.err(
+                f"unknown fact '{tok.text}'{_close(tok.text, FACTS)} (see rules/README.md for the vocabulary)", tok
+            )
+        return Compiled(fact.getter, fact.type, fact.nullable, domain=fact.domain, fact=fact.name)
+
+    def call(self, tok: _Tok) -> Compiled:
+        func = FUNCTIONS.get(tok.text)
+        if func is None:
+            raise self.err(f"unknown function '{tok.text}'; the only functions are {', '.join(sorted(FUNCTIONS))}", tok)
+        self.expect("op", "(")
+        self.enter()
+        args: list[Compiled] = []
+        if not self.at("op", ")"):
+            args.append(self.or_())
+            while self.at("op", ","):
+                self.take()
+                args.append(self.or_())
+        self.depth -= 1
+        self.expect("op", ")")
+        if len(args) != len(func.params):
+            raise self.err(f"{func.name}() takes {len(func.params)} argument(s), got {len(args)}", tok)
+        for arg, want in zip(args, func.params, strict=True):
+            self.need(arg, want, f"{func.name}()", tok)
+        if len(args) == 2:
+            self.check_codes(args[0], args[1], tok)
+        impl = func.impl
+        if len(args) == 1:
+            a = args[0].fn
+            return Compiled(lambda f: impl(a(f)), func.returns)
+        a, b = args[0].fn, args[1].fn
+        return Compiled(lambda f: impl(a(f), b(f)), func.returns)
+
+    def int_literal(self, tok: _Tok, negative: bool = False) -> Compiled:
+        if len(tok.text) > MAX_INT_DIGITS:
+            raise self.err(f"integer literal has {len(tok.text)} digits; the limit is {MAX_INT_DIGITS}", tok)
+        value = int(tok.text)
+        return _const(-value if negative else value, "int")
+
+    def str_literal(self, tok: _Tok) -> Compiled:
+        body = tok.text[1:-1]
+        out: list[str] = []
+        i = 0
+        while i < len(body):
+            ch = body[i]
+            if ch == "\\":
+                nxt = body[i + 1] if i + 1 < len(body) else ""
+                if nxt not in _ESCAPES:
+                    raise self.err(f"unknown escape '\\{nxt}' in string; allowed: \\\\ \\\" \\' \\n \\t", tok)
+                out.append(_ESCAPES[nxt])
+                i += 2
+            else:
+                out.append(ch)
+                i += 1
+        value = "".join(out)
+        if len(value) > MAX_STRING_CHARS:
+            raise self.err(f"string literal has {len(value)} characters; the limit is {MAX_STRING_CHARS}", tok)
+        return _const(value, "str")
+
+    def list_literal(self, open_tok: _Tok) -> Compiled:
+        items: list[Any] = []
+        if not self.at("op", "]"):
+            while True:
+                tok = self.take()
+                if tok.kind == "str":
+                    items.append(self.str_literal(tok).value)
+                elif tok.kind == "int":
+                    items.append(self.int_literal(tok).value)
+                elif tok.kind == "op" and tok.text == "-" and self.at("int"):
+                    items.append(self.int_literal(self.take(), negative=True).value)
+                elif tok.kind == "kw" and tok.text in ("true", "false", "null"):
+                    items.append({"true": True, "false": False, "null": None}[tok.text])
+                else:
+                    raise self.err("list items must be literals (strings, integers, true, false, null)", tok)
+                if len(items) > MAX_LIST_ITEMS:
+                    raise self.err(f"list literal has more than {MAX_LIST_ITEMS} items", open_tok)
+                if not self.at("op", ","):
+                    break
+                self.take()
+        self.expect("op", "]")
+        return _const(tuple(items), "list")
+
+
+def compile_expression(text: str, domains: Mapping[str, frozenset[str]] | None = None) -> Compiled:
+    """Compile an expression of any type (used for message placeholders); raises ConditionError."""
+    if len(text) > MAX_CONDITION_CHARS:
+        raise ConditionError(
+            f"condition has {len(text)} characters; the limit is {MAX_CONDITION_CHARS}", offset=0, text=text
+        )
+    if not text.strip():
+        raise ConditionError("empty expression", offset=0, text=text)
+    return _Parser(text, domains or {}).parse()
+
+
+def compile_condition(text: str, domains: Mapping[str, frozenset[str]] | None = None) -> Callable[[Facts], bool]:
+    """Compile a rule condition to a closure `Facts -> bool`; raises ConditionError with the offset."""
+    node = compile_expression(text, domains)
+    if node.type not in ("bool", "any"):
+        raise ConditionError(
+            f"a condition must be true or false, but this is a {node.type}; compare it (==, in, any(...))",
+            offset=0,
+            text=text,
+        )
+    fn: Callable[[Facts], bool] = node.fn
+    return fn
+
+
+# --- message templates -----------------------------------------------------------------------------
+
+
+def render_value(value: Any) -> str:
+    """Render a fact value for people: lists comma-joined, null as 'none', booleans lower case."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list | frozenset):
+        return ", ".join(render_value(v) for v in value) if value else "none"
+    return str(value)
+
+
+class Template:
+    """A message with `{expression}` placeholders (`{{` and `}}` are literal braces), compiled once.
+
+    Rendering concatenates literal text with rendered values: no str.format, so no attribute access.
+    """
+
+    __slots__ = ("parts", "text")
+
+    def __init__(self, text: str, parts: tuple[str | Fn, ...]) -> None:
+        self.text = text
+        self.parts = parts
+
+    def render(self, facts: Facts) -> str:
+        return "".join(p if isinstance(p, str) else render_value(p(facts)) for p in self.parts)
+
+
+def compile_template(text: str, domains: Mapping[str, frozenset[str]] | None = None) -> Template:
+    """Compile a message template; raises ConditionError at the offending placeholder."""
+    parts: list[str | Fn] = []
+    buf: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "{" and text.startswith("{{", i):
+            buf.append("{")
+            i += 2
+        elif ch == "}" and text.startswith("}}", i):
+            buf.append("}")
+            i += 2
+        elif ch == "{":
+            end = text.find("}", i)
+            if end < 0:
+                raise ConditionError("unclosed '{' in message; write '{{' for a literal brace", offset=i, text=text)
+            inner = text[i + 1 : end]
+            try:
+                node = compile_expression(inner, domains)
+            except ConditionError as exc:
+                raise ConditionError(
+                    f"placeholder {{{inner}}}: {exc.message}", offset=i + 1 + exc.offset, text=text
+                ) from None
+            if buf:
+                parts.append("".join(buf))
+                buf = []
+            parts.append(node.fn)
+            i = end + 1
+        elif ch == "}":
+            raise ConditionError("unmatched '}' in message; write '}}' for a literal brace", offset=i, text=text)
+        else:
+            buf.append(ch)
+            i += 1
+    if buf:
+        parts.append("".join(buf))
+    return Template(text, tuple(parts))
