@@ -19,6 +19,8 @@ up: install
 	$(BIN)/gatewatch up --simulate 200 --duration 60
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy schemas rules streams
 	$(BIN)/pytest
 
 lint: install

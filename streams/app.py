@@ -85,12 +85,16 @@ def build_worker_app(
 
     app = faust.App(settings.app_id, **_faust_options(settings))
     t = settings.topics
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    access = app.topic(t.access, partitions=settings.partitions, **raw)
-    agreements_topic = app.topic(t.agreements, partitions=1, **raw)
-    decisions = app.topic(t.decisions, partitions=settings.partitions, **raw)
-    alerts = app.topic(t.alerts, partitions=settings.partitions, **raw)
-    deadletter = app.topic(t.deadletter, partitions=settings.partitions, **raw)
+
+    def raw_topic(name: str, partitions: int) -> faust.TopicT:
+        # Bytes in and out: the agent decodes itself so that bad input can be dead-lettered intact.
+        return app.topic(name, partitions=partitions, key_serializer="raw", value_serializer="raw")
+
+    access = raw_topic(t.access, settings.partitions)
+    agreements_topic = raw_topic(t.agreements, 1)
+    decisions = raw_topic(t.decisions, settings.partitions)
+    alerts = raw_topic(t.alerts, settings.partitions)
+    deadletter = raw_topic(t.deadletter, settings.partitions)
 
     # The register is small and every worker needs all of it: one partition, replicated to all.
     register = app.GlobalTable(
@@ -180,7 +184,7 @@ def build_worker_app(
         dead = make_dead_letter(value, key, ref, DeadLetterReason.SCHEMA_VIOLATION, issues)
         await deadletter.send(key=key, value=dead.model_dump_json().encode())
 
-    @app.timer(interval=5.0)
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]  # faust ships no types for timer
     async def refresh_register_gauge() -> None:
         tally = TallyCounter(a.status.value for k in list(register.keys()) if (a := processor.agreements(k)))
         for status in ("approved", "suspended", "revoked", "rejected"):

@@ -124,9 +124,8 @@ def cmd_agreements_load(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from streams.simulate import Simulator
-
     from streams.register_file import load_agreements_file, sample_register_path
+    from streams.simulate import Simulator
 
     agreements = load_agreements_file(args.agreements or sample_register_path())
     events = (s.event for s in Simulator(agreements, seed=args.seed).events(args.count))

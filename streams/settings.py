@@ -35,17 +35,23 @@ class Settings(BaseSettings):
         default=None,
         description="Comma-separated host:port list of an existing Kafka; unset = start the embedded broker",
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
-    kafka_ssl_certfile: Path | None = None
-    kafka_ssl_keyfile: Path | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol)"
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password (secret; never logged)")
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle that signed the brokers' certificates")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (mutual TLS)")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="Client private key (mutual TLS)")
 
     app_id: str = Field(default="gatewatch", description="Faust app id = Kafka consumer group")
     partitions: int = Field(default=4, ge=1, le=1024, description="Partitions of the access topic")
-    replication_factor: int = Field(default=1, ge=1, le=16)
+    replication_factor: int = Field(
+        default=1, ge=1, le=16, description="Replication of created topics (3 in production)"
+    )
     local_mode: bool = Field(
         default=False,
         description="Short Faust rebalance/session timeouts for the single-node embedded broker",
@@ -63,6 +69,8 @@ class Settings(BaseSettings):
     max_future_skew_seconds: int = Field(
         default=300, ge=0, description="Events dated further in the future than this are dead-lettered"
     )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="debug, info, warning or error"
+    )
 
     topics: TopicNames = Field(default_factory=TopicNames)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from pydantic import ValidationError
 
 from schemas import AccessEvent
 from schemas.export import MODELS, json_schemas, render
@@ -49,5 +50,5 @@ def test_a_valid_event_passes_the_json_schema() -> None:
 def test_schema_and_model_both_refuse(bad: dict[str, object]) -> None:
     validator = jsonschema.Draft202012Validator(json_schemas()["access_event.v1"])
     assert list(validator.iter_errors(bad)) != []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValidationError):
         AccessEvent.model_validate_json(json.dumps(bad))

@@ -22,8 +22,13 @@ EVENTS = {
     "compliant": make_event(event_id="it-compliant"),
     "prohibited": make_event(event_id="it-prohibited", fields=["pmr", "nationality"]),
     "no-agreement": make_event(
-        event_id="it-no-agreement", agreement_id=..., recipient={"org_id": "adtech-ltd", "org_type": "commercial"},
-        legal_gateway="EA1996-s537A", purpose="research", channel="sftp", action="extract",
+        event_id="it-no-agreement",
+        agreement_id=...,
+        recipient={"org_id": "adtech-ltd", "org_type": "commercial"},
+        legal_gateway="EA1996-s537A",
+        purpose="research",
+        channel="sftp",
+        action="extract",
     ),
     "insecure": make_event(event_id="it-insecure", channel="email", action="extract"),
 }
@@ -31,7 +36,9 @@ BAD_MESSAGES = [b"{not json", b'{"schema_version": "1", "event_id": "half"}']
 
 
 @pytest.fixture(scope="module")
-def running(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, WorkerProcess]]:
+def running(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, WorkerProcess]]:
     settings = isolated_settings(broker, tmp_path_factory.mktemp("worker"))
     ensure_topics(settings)
     with Publisher(settings) as pub:
@@ -84,11 +91,16 @@ def test_metrics_endpoint_shows_the_counts(running: tuple[Settings, WorkerProces
     settings, worker = running
     read_topic(settings, settings.topics.decisions, expected=len(EVENTS))
     text = worker.metrics_text()
-    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line and not line.startswith("#")}
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
     assert samples['gatewatch_decisions_total{verdict="compliant"}'] == 1.0
     assert samples['gatewatch_decisions_total{verdict="violation"}'] == 3.0
     assert samples['gatewatch_dead_letters_total{reason="not_json",topic="access"}'] == 1.0
     assert samples['gatewatch_dead_letters_total{reason="schema_violation",topic="access"}'] == 1.0
     assert any(k.startswith("gatewatch_rule_pack_info{") for k in samples)
-    assert any(k.startswith('gatewatch_alerts_total{category="prohibited_field"') and v >= 1 for k, v in samples.items())
+    assert any(
+        k.startswith('gatewatch_alerts_total{category="prohibited_field"') and v >= 1 for k, v in samples.items()
+    )

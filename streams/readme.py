@@ -1,0 +1,75 @@
+"""Generated README sections (settings, metrics, rules), so the documentation cannot drift from the code.
+
+`python -m streams.readme` rewrites the blocks between `<!-- BEGIN generated:NAME -->` and
+`<!-- END generated:NAME -->` in README.md; a test fails when the committed README differs.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from streams.metrics import Metrics
+from streams.settings import Settings, TopicNames
+
+__all__ = ["SECTIONS", "render_readme"]
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def settings_table() -> str:
+    rows = ["| environment variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        if name == "topics":
+            continue
+        default = field.default
+        shown = "unset" if default is None else f"`{default}`"
+        rows.append(f"| `GATEWATCH_{name.upper()}` | {_cell(shown)} | {_cell(field.description or '')} |")
+    for name, field in TopicNames.model_fields.items():
+        rows.append(f"| `GATEWATCH_TOPIC_{name.upper()}` | `{field.default}` | topic name |")
+    return "\n".join(rows)
+
+
+def metrics_table() -> str:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    metrics = Metrics(CollectorRegistry())
+    families = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for family in sorted(families, key=lambda f: f._name):  # noqa: SLF001 - prometheus_client keeps no public name
+        kind = str(family._type)  # noqa: SLF001
+        name = family._name + {"counter": "_total", "info": "_info"}.get(kind, "")  # noqa: SLF001
+        labels = ", ".join(family._labelnames) if kind != "info" else "name, version, sha256"  # noqa: SLF001
+        rows.append(f"| `{name}` | {kind} | {labels} | {_cell(family._documentation)} |")  # noqa: SLF001
+    return "\n".join(rows)
+
+
+SECTIONS: dict[str, Callable[[], str]] = {"settings": settings_table, "metrics": metrics_table}
+
+
+def render_readme(text: str) -> str:
+    """The README text with every generated block replaced by its current rendering."""
+    for name, render in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- BEGIN generated:{name} -->\n).*?(<!-- END generated:{name} -->)", re.DOTALL)
+        if not pattern.search(text):
+            raise ValueError(f"README has no generated:{name} block")
+        text = pattern.sub(lambda m, r=render: m.group(1) + r() + "\n" + m.group(2), text)  # type: ignore[misc]
+    return text
+
+
+def main() -> int:
+    README.write_text(render_readme(README.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"updated {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
