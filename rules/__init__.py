@@ -5,15 +5,27 @@ No Kafka, Faust, HTTP or metrics here; the only I/O is reading the YAML catalogu
 
 from rules._problems import Problem
 from rules.catalogue import Catalogue, load_catalogue
-from rules.engine import Engine, alert_id, load_engine, validate_pack
+from rules.engine import (
+    DEVELOPMENT_PUPIL_KEY,
+    Engine,
+    Evaluation,
+    PupilLookup,
+    alert_id,
+    load_engine,
+    sweep_alert_id,
+    validate_pack,
+    window_alert_id,
+)
 from rules.exceptions import ConditionError, GatewatchRulesError, RulePackError
 from rules.facts import FACTS, Facts, fact_table
 from rules.language import FUNCTIONS, compile_condition, compile_template
 from rules.loader import DEFAULT_PACK_DIR, ENGINE_VERSION, Rule, pack_sha256
 from rules.testing import CaseResult, run_pack_tests
+from rules.windows import WindowState
 
 __all__ = [
     "DEFAULT_PACK_DIR",
+    "DEVELOPMENT_PUPIL_KEY",
     "ENGINE_VERSION",
     "FACTS",
     "FUNCTIONS",
@@ -21,11 +33,14 @@ __all__ = [
     "Catalogue",
     "ConditionError",
     "Engine",
+    "Evaluation",
     "Facts",
     "GatewatchRulesError",
     "Problem",
+    "PupilLookup",
     "Rule",
     "RulePackError",
+    "WindowState",
     "alert_id",
     "compile_condition",
     "compile_template",
@@ -34,5 +49,7 @@ __all__ = [
     "load_engine",
     "pack_sha256",
     "run_pack_tests",
+    "sweep_alert_id",
     "validate_pack",
+    "window_alert_id",
 ]

@@ -1,30 +1,50 @@
 """The engine: compiled rules applied to one event and its agreement, giving a Decision and Alerts.
 
 Pure: data in, data out. Per-event rules judge by the event's time (occurred_at), never the clock;
-`evaluated_at` is only stamped on the decision. Windowed rules (issue 3) will add a keyword-only
-`state=` argument to `evaluate` (a store keyed by recipient org id and event time), so callers that
-pass arguments by keyword keep working.
+`evaluated_at` is only stamped on the decision. Windowed rules read and write a caller-provided
+WindowState (a Faust table in the worker, a dict offline); `sweep` is the only use of a `now`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from rules._problems import Problem
+from rules._windowed import Observation, observe
 from rules.catalogue import Catalogue
 from rules.exceptions import RulePackError
-from rules.facts import Facts
+from rules.facts import LONDON, Facts
 from rules.loader import LoadedPack, Rule, load_pack
+from rules.windows import WindowState
 from schemas.agreement import Agreement
 from schemas.decision import Alert, Decision, Issue, MessageRef, PackRef, Violation
-from schemas.event import AccessEvent
-from schemas.vocab import Verdict
+from schemas.event import AccessEvent, Actor, Recipient
+from schemas.vocab import Action, Channel, OrgType, Verdict
 
-__all__ = ["Engine", "alert_id", "load_engine", "validate_pack"]
+__all__ = [
+    "DEVELOPMENT_PUPIL_KEY",
+    "Engine",
+    "Evaluation",
+    "PupilLookup",
+    "alert_id",
+    "load_engine",
+    "sweep_alert_id",
+    "validate_pack",
+    "window_alert_id",
+]
+
+#: HMAC key for pupil references when none is configured: fine for tests and `gatewatch check`, never
+#: for production state (anyone with the key can test a guessed reference against a stored hash).
+DEVELOPMENT_PUPIL_KEY = b"gatewatch-development-pupil-key"
 
 _MAX_TEXT = 4096
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
@@ -36,69 +56,133 @@ def alert_id(pack_name: str, rule_id: str, event_id: str) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def window_alert_id(pack_name: str, rule_id: str, key: str, window_id: str) -> str:
+    """Alert id of a windowed breach: one per (pack, rule, state key, window), whatever the event count."""
+    canonical = "\x1f".join(("gatewatch-window-alert-v1", pack_name, rule_id, key, window_id))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def sweep_alert_id(pack_name: str, rule_id: str, agreement_id: str, due: str) -> str:
+    """Alert id of a governance-sweep finding: re-sweeps refresh the same alert until the due date moves."""
+    canonical = "\x1f".join(("gatewatch-sweep-alert-v1", pack_name, rule_id, agreement_id, due))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class PupilLookup(BaseModel):
+    """One pupil reference of one event, for the `per: pupil` rules: the reference only as HMAC-SHA256.
+
+    The worker re-partitions these by `pupil_hash` and calls `Engine.run_pupil` in a second agent.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pupil_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    recipient_org_id: str
+    recipient_type: OrgType
+    agreement_id: str | None = None
+    legal_gateway: str | None = None
+    purpose: str | None = None
+    occurred_at: AwareDatetime
+    event_id: str
+    rule_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What `Engine.run` gives for one event: its decision and the alerts to publish."""
+
+    decision: Decision
+    alerts: list[Alert]
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
 
 
 class Engine:
-    """A loaded, compiled rule pack. Thread-safe and reusable: it holds no per-event state."""
+    """A loaded, compiled rule pack. Thread-safe and reusable: per-event state lives in the caller's WindowState."""
 
-    __slots__ = ("_active", "_by_id", "_pack", "catalogue", "pack", "rules")
+    __slots__ = (
+        "_active",
+        "_by_id",
+        "_index",
+        "_pack",
+        "_pupil",
+        "_pupil_key",
+        "_stateless",
+        "_sweep",
+        "_windowed",
+        "catalogue",
+        "pack",
+        "rules",
+    )
 
-    def __init__(self, loaded: LoadedPack) -> None:
+    def __init__(self, loaded: LoadedPack, *, pupil_key: bytes | None = None) -> None:
         self._pack = loaded
         self.pack = PackRef(name=loaded.name, version=loaded.version, sha256=loaded.sha256)
         self.rules: tuple[Rule, ...] = loaded.rules
         self.catalogue: Catalogue = loaded.catalogue
         self._active: tuple[Rule, ...] = tuple(r for r in loaded.rules if r.enabled)
         self._by_id = {r.id: r for r in loaded.rules}
+        self._index = {r.id: i for i, r in enumerate(loaded.rules)}
+        event_scoped = tuple(r for r in self._active if r.scope == "event")
+        self._stateless = tuple(r for r in event_scoped if r.window is None)
+        self._windowed = tuple(r for r in event_scoped if r.window is not None and r.window.per != "pupil")
+        self._pupil = tuple(r for r in event_scoped if r.window is not None and r.window.per == "pupil")
+        self._sweep = tuple(r for r in self._active if r.scope == "agreement")
+        self._pupil_key = DEVELOPMENT_PUPIL_KEY if pupil_key is None else pupil_key
 
     def rule(self, rule_id: str) -> Rule:
         """The compiled rule with this id (KeyError names the id)."""
         return self._by_id[rule_id]
+
+    def pupil_hash(self, pupil_ref: str) -> str:
+        """HMAC-SHA256 hex of a pupil reference under the engine's key: the only form state ever holds."""
+        return hmac.new(self._pupil_key, pupil_ref.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def evaluate(
         self,
         event: AccessEvent,
         agreement: Agreement | None,
         *,
+        state: WindowState | None = None,
         evaluated_at: dt.datetime | None = None,
         source: MessageRef | None = None,
     ) -> Decision:
-        """Apply every enabled rule, in pack order, to one event and the agreement the caller resolved.
+        """Apply every enabled per-event rule, in pack order, to one event and the agreement the caller resolved.
 
         `agreement` is None when the event names no agreement or an id the register does not hold
         (the facts `agreement.cited` / `agreement.present` tell the two apart). A rule that raises is
-        recorded as an `engine_error` Issue naming the rule; the other rules still run.
+        recorded as an `engine_error` Issue naming the rule; the other rules still run. Windowed rules
+        run only when `state` is given (see `run`, which also returns their alerts).
         """
+        if state is not None:
+            return self.run(event, agreement, state=state, evaluated_at=evaluated_at, source=source).decision
         facts = Facts(event, agreement, self.catalogue)
         violations: list[Violation] = []
         errors: list[Issue] = []
-        for rule in self._active:
+        self._stateless_pass(facts, violations, errors)
+        return self._decision(event, violations, errors, evaluated_at, source)
+
+    def _stateless_pass(self, facts: Facts, violations: list[Violation], errors: list[Issue]) -> None:
+        for rule in self._stateless:
             try:
                 if not rule.condition(facts):
                     continue
                 explanation = rule.message.render(facts)
             except Exception as exc:
-                errors.append(
-                    Issue(
-                        loc=f"rules.{rule.id}",
-                        message=f"rule {rule.id} failed with {type(exc).__name__} and was skipped; the other "
-                        f"rules were evaluated (check the rule's condition and message in {Path(rule.file).name})",
-                        type="engine_error",
-                    )
-                )
+                errors.append(_engine_error(rule, exc))
                 continue
-            violations.append(
-                Violation(
-                    rule_id=rule.id,
-                    category=rule.category,
-                    severity=rule.severity,
-                    title=rule.title,
-                    explanation=_clip(explanation),
-                    legal_basis=rule.legal_basis,
-                )
-            )
+            violations.append(_violation(rule, explanation))
+
+    def _decision(
+        self,
+        event: AccessEvent,
+        violations: list[Violation],
+        errors: list[Issue],
+        evaluated_at: dt.datetime | None,
+        source: MessageRef | None,
+    ) -> Decision:
         return Decision(
             event_id=event.event_id,
             evaluated_at=evaluated_at or dt.datetime.now(dt.UTC),
@@ -117,10 +201,268 @@ class Engine:
             source=source,
         )
 
-    def alerts(self, event: AccessEvent, decision: Decision) -> list[Alert]:
-        """One Alert per violation of `decision`, with a replay-stable id and the rule's runbook."""
+    def run(
+        self,
+        event: AccessEvent,
+        agreement: Agreement | None,
+        *,
+        state: WindowState | None = None,
+        pupil_state: WindowState | None = None,
+        evaluated_at: dt.datetime | None = None,
+        source: MessageRef | None = None,
+    ) -> Evaluation:
+        """Stateless rules, then windowed rules: the decision for the event and the alerts to publish.
+
+        Windowed rules `per: recipient` / `per: recipient_pupil` use `state` (skipped when None);
+        `per: pupil` rules run inline only with `pupil_state` (offline, one process), otherwise the
+        caller sends `pupil_lookups(event)` to `run_pupil`. The caller advances the states' watermark.
+        Windowed alerts follow the de-duplication policy: one alert id per (rule, key, window), emitted
+        when the window's count of events over threshold is 1, 2, 4, 8, ...
+        """
+        facts = Facts(event, agreement, self.catalogue)
+        violations: list[Violation] = []
+        errors: list[Issue] = []
+        self._stateless_pass(facts, violations, errors)
+        stateless = len(violations)
+        windowed_alerts: list[Alert] = []
+        if state is not None and self._windowed:
+            t = event.occurred_at.timestamp()
+            for rule in self._windowed:
+                try:
+                    if not rule.condition(facts):
+                        continue
+                    self._window_rule(rule, facts, state, t, violations, windowed_alerts)
+                except Exception as exc:
+                    errors.append(_engine_error(rule, exc))
+        if pupil_state is not None and self._pupil:
+            try:
+                lookups = self._lookups(facts)
+            except Exception as exc:
+                lookups = []
+                errors.append(_engine_error(self._pupil[0], exc))
+            fired: dict[str, tuple[Observation, Facts]] = {}
+            for lookup in lookups:
+                for rule_id, obs, pfacts in self._pupil_observations(lookup, pupil_state, errors):
+                    if obs.over:
+                        best = fired.get(rule_id)
+                        if best is None or obs.value > best[0].value:
+                            fired[rule_id] = (obs, pfacts)
+                    if obs.emit:
+                        rule = self._by_id[rule_id]
+                        windowed_alerts.append(self._window_alert(rule, pfacts, obs, f"p={lookup.pupil_hash}"))
+            for rule_id, (obs, pfacts) in fired.items():
+                rule = self._by_id[rule_id]
+                pfacts.cache["_window"] = _window_facts(obs)
+                try:
+                    violations.append(_violation(rule, rule.message.render(pfacts)))
+                except Exception as exc:
+                    errors.append(_engine_error(rule, exc))
+        if len(violations) > stateless:  # keep pack order across stateless and windowed rules
+            violations.sort(key=lambda v: self._index[v.rule_id])
+        decision = self._decision(event, violations, errors, evaluated_at, source)
+        windowed = {r.id for r in self._windowed} | {r.id for r in self._pupil}
+        alerts = self._event_alerts(event, decision, skip=windowed) + windowed_alerts
+        return Evaluation(decision, alerts)
+
+    def _keys(self, rule: Rule, event: AccessEvent) -> list[tuple[str, str]]:
+        """(state key, key for the alert id) of each window an event belongs to; no pupil ref in clear."""
+        base = f"w1|{self.pack.name}|{rule.id}"
+        org = event.recipient.org_id
+        if rule.window is not None and rule.window.per == "recipient_pupil":
+            hashes = sorted({self.pupil_hash(r) for r in event.pupil_refs or ()})
+            return [(f"{base}|rp={org}|{h}", f"rp={org}|{h}") for h in hashes]
+        return [(f"{base}|r={org}", f"r={org}")]
+
+    def _window_rule(
+        self,
+        rule: Rule,
+        facts: Facts,
+        state: WindowState,
+        t: float,
+        violations: list[Violation],
+        alerts: list[Alert],
+    ) -> None:
+        spec = rule.window
+        assert spec is not None  # _windowed holds windowed rules only
+        arg = spec.arg(facts) if spec.arg is not None else None
+        threshold = spec.threshold(facts) if spec.threshold is not None else None
+        worst: Observation | None = None
+        event = facts.event
+        for key, alert_key in self._keys(rule, event):
+            obs = observe(spec, state, key, t, event.event_id, arg, threshold)
+            if obs.over and (worst is None or obs.value > worst.value):
+                worst = obs
+            if obs.emit:
+                facts.cache["_window"] = _window_facts(obs)
+                alerts.append(self._window_alert(rule, facts, obs, alert_key))
+        if worst is not None:
+            facts.cache["_window"] = _window_facts(worst)
+            violations.append(_violation(rule, rule.message.render(facts)))
+        facts.cache.pop("_window", None)
+
+    def _window_alert(self, rule: Rule, facts: Facts, obs: Observation, key: str) -> Alert:
+        facts.cache["_window"] = _window_facts(obs)
+        e = facts.event
+        return Alert(
+            alert_id=window_alert_id(self.pack.name, rule.id, key, obs.window_id),
+            rule_id=rule.id,
+            category=rule.category,
+            severity=rule.severity,
+            title=rule.title,
+            explanation=_clip(rule.message.render(facts)),
+            legal_basis=rule.legal_basis,
+            runbook=rule.runbook,
+            recipient_org_id=e.recipient.org_id,
+            recipient_type=e.recipient.org_type,
+            agreement_id=e.agreement_id,
+            legal_gateway=e.legal_gateway,
+            purpose=e.purpose,
+            event_ids=obs.event_ids,
+            first_seen=dt.datetime.fromtimestamp(obs.first_seen, dt.UTC),
+            last_seen=dt.datetime.fromtimestamp(obs.last_seen, dt.UTC),
+            count=max(obs.over_count, 1),
+            pack=self.pack,
+        )
+
+    def pupil_lookups(self, event: AccessEvent, agreement: Agreement | None = None) -> list[PupilLookup]:
+        """One PupilLookup per distinct pupil ref of the event, for the `per: pupil` rules whose condition matches."""
+        if not self._pupil or not event.pupil_refs:
+            return []
+        return self._lookups(Facts(event, agreement, self.catalogue))
+
+    def _lookups(self, facts: Facts) -> list[PupilLookup]:
+        event = facts.event
+        if not event.pupil_refs:
+            return []
+        rule_ids = tuple(r.id for r in self._pupil if r.condition(facts))
+        if not rule_ids:
+            return []
+        return [
+            PupilLookup(
+                pupil_hash=h,
+                recipient_org_id=event.recipient.org_id,
+                recipient_type=event.recipient.org_type,
+                agreement_id=event.agreement_id,
+                legal_gateway=event.legal_gateway,
+                purpose=event.purpose,
+                occurred_at=event.occurred_at,
+                event_id=event.event_id,
+                rule_ids=rule_ids,
+            )
+            for h in sorted({self.pupil_hash(r) for r in event.pupil_refs})
+        ]
+
+    def _lookup_facts(self, lookup: PupilLookup) -> Facts:
+        # Only the facts in rules._windowed.PUPIL_FACTS (all carried by the lookup) may be named by a
+        # per: pupil rule's message and measure; the loader enforces it, so the rest can stay unset.
+        event = AccessEvent.model_construct(
+            schema_version="1",
+            source_system="pupil-lookup",
+            action=Action.QUERY,
+            actor=Actor.model_construct(user_id="-", org_id=lookup.recipient_org_id),
+            datasets=(),
+            fields=(),
+            record_count=0,
+            channel=Channel.API,
+            event_id=lookup.event_id,
+            occurred_at=lookup.occurred_at,
+            recipient=Recipient.model_construct(org_id=lookup.recipient_org_id, org_type=lookup.recipient_type),
+            agreement_id=lookup.agreement_id,
+            legal_gateway=lookup.legal_gateway,
+            purpose=lookup.purpose,
+            pupil_refs=None,
+        )
+        return Facts(event, None, self.catalogue)
+
+    def _pupil_observations(
+        self, lookup: PupilLookup, state: WindowState, errors: list[Issue]
+    ) -> list[tuple[str, Observation, Facts]]:
+        facts = self._lookup_facts(lookup)
+        t = lookup.occurred_at.timestamp()
+        out: list[tuple[str, Observation, Facts]] = []
+        for rule_id in lookup.rule_ids:
+            rule = self._by_id.get(rule_id)
+            if rule is None or rule.window is None or rule.window.per != "pupil" or not rule.enabled:
+                continue
+            spec = rule.window
+            try:
+                arg = spec.arg(facts) if spec.arg is not None else None
+                threshold = spec.threshold(facts) if spec.threshold is not None else None
+                key = f"w1|{self.pack.name}|{rule.id}|p={lookup.pupil_hash}"
+                out.append((rule_id, observe(spec, state, key, t, lookup.event_id, arg, threshold), facts))
+            except Exception as exc:
+                errors.append(_engine_error(rule, exc))
+        return out
+
+    def run_pupil(
+        self, lookup: PupilLookup, state: WindowState, *, evaluated_at: dt.datetime | None = None
+    ) -> list[Alert]:
+        """Apply the lookup's `per: pupil` rules to the state partitioned by pupil hash; the alerts to publish.
+
+        `evaluated_at` is accepted for symmetry with `run`; alerts carry event times only.
+        """
+        del evaluated_at
+        errors: list[Issue] = []
+        alerts = [
+            self._window_alert(self._by_id[rule_id], facts, obs, f"p={lookup.pupil_hash}")
+            for rule_id, obs, facts in self._pupil_observations(lookup, state, errors)
+            if obs.emit
+        ]
+        return alerts
+
+    def sweep(self, agreements: Iterable[Agreement], now: dt.datetime) -> list[Alert]:
+        """Governance-gap rules (`scope: agreement`) over the register, judged at `now` (the only clock use).
+
+        Alert ids are per (rule, agreement, due date), so re-sweeps refresh the same alert. A rule that
+        raises is skipped for that agreement (sweeps have no decision to record it in).
+        """
+        if now.tzinfo is None:
+            raise ValueError("sweep needs a timezone-aware `now`; pass dt.datetime.now(dt.UTC)")
         out: list[Alert] = []
+        for agreement in agreements:
+            facts = Facts.for_sweep(agreement, self.catalogue, now)
+            for rule in self._sweep:
+                try:
+                    if not rule.condition(facts):
+                        continue
+                    due = str(rule.due(facts)) if rule.due is not None else ""
+                    explanation = rule.message.render(facts)
+                except Exception:  # noqa: S112  # one bad rule must not stop the sweep of the others
+                    continue
+                out.append(
+                    Alert(
+                        alert_id=sweep_alert_id(self.pack.name, rule.id, agreement.agreement_id, due),
+                        rule_id=rule.id,
+                        category=rule.category,
+                        severity=rule.severity,
+                        title=rule.title,
+                        explanation=_clip(explanation),
+                        legal_basis=rule.legal_basis,
+                        runbook=rule.runbook,
+                        recipient_org_id=agreement.recipient_org_id,
+                        recipient_type=agreement.recipient_org_type,
+                        agreement_id=agreement.agreement_id,
+                        first_seen=min(_day_start(due, now), now),
+                        last_seen=now,
+                        count=1,
+                        pack=self.pack,
+                    )
+                )
+        return out
+
+    def alerts(self, event: AccessEvent, decision: Decision) -> list[Alert]:
+        """One Alert per violation of `decision`, with a replay-stable id and the rule's runbook.
+
+        For stateless rules; `run` gives windowed rules' de-duplicated alerts.
+        """
+        return self._event_alerts(event, decision, skip=frozenset())
+
+    def _event_alerts(self, event: AccessEvent, decision: Decision, *, skip: Iterable[str]) -> list[Alert]:
+        out: list[Alert] = []
+        skip = set(skip)
         for v in decision.violations:
+            if v.rule_id in skip:
+                continue
             rule = self._by_id.get(v.rule_id)
             out.append(
                 Alert(
@@ -170,12 +512,47 @@ class Engine:
         )
 
 
-def load_engine(pack_dir: Path | None = None) -> Engine:
-    """Load, validate and compile a pack (default: the NPD pack); raises RulePackError with every problem."""
+def load_engine(pack_dir: Path | None = None, *, pupil_key: bytes | None = None) -> Engine:
+    """Load, validate and compile a pack (default: the NPD pack); raises RulePackError with every problem.
+
+    `pupil_key` is the HMAC key for pupil references in window state (None: DEVELOPMENT_PUPIL_KEY).
+    """
     loaded, problems = load_pack(pack_dir)
     if loaded is None:
         raise RulePackError(problems, source=str(pack_dir) if pack_dir is not None else None)
-    return Engine(loaded)
+    return Engine(loaded, pupil_key=pupil_key)
+
+
+def _engine_error(rule: Rule, exc: Exception) -> Issue:
+    return Issue(
+        loc=f"rules.{rule.id}",
+        message=f"rule {rule.id} failed with {type(exc).__name__} and was skipped; the other "
+        f"rules were evaluated (check the rule's condition and message in {Path(rule.file).name})",
+        type="engine_error",
+    )
+
+
+def _violation(rule: Rule, explanation: str) -> Violation:
+    return Violation(
+        rule_id=rule.id,
+        category=rule.category,
+        severity=rule.severity,
+        title=rule.title,
+        explanation=_clip(explanation),
+        legal_basis=rule.legal_basis,
+    )
+
+
+def _window_facts(obs: Observation) -> dict[str, Any]:
+    return {"value": obs.value, "threshold": obs.threshold, "label": obs.label}
+
+
+def _day_start(day: str, now: dt.datetime) -> dt.datetime:
+    """Start of a YYYY-MM-DD day in Europe/London (the moment a due date passed), else `now`."""
+    try:
+        return dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), LONDON)
+    except ValueError:
+        return now
 
 
 def validate_pack(pack_dir: Path | None = None) -> list[Problem]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from rules.catalogue import Catalogue, Gateway, Purpose
@@ -18,11 +18,21 @@ from schemas.agreement import Agreement
 from schemas.event import AccessEvent
 from schemas.vocab import AccessRoute, AgreementStatus, Approver
 
-__all__ = ["DEFAULT_AUDIT_INTERVAL_DAYS", "FACTS", "LONDON", "Fact", "Facts", "fact_table"]
+__all__ = [
+    "DEFAULT_AUDIT_INTERVAL_DAYS",
+    "DESTRUCTION_GRACE_DAYS",
+    "FACTS",
+    "LONDON",
+    "Fact",
+    "Facts",
+    "fact_table",
+]
 
 LONDON = ZoneInfo("Europe/London")
 #: DOMAIN.md: "recipient audit overdue (default every 365 days)".
 DEFAULT_AUDIT_INTERVAL_DAYS = 365
+#: DOMAIN.md: "no destruction confirmation 30 days after the agreement ended".
+DESTRUCTION_GRACE_DAYS = 30
 _PANEL = frozenset({Approver.DSAP, Approver.DMAP})
 
 
@@ -39,6 +49,22 @@ class Facts:
         # Two dict lookups, needed by most rules: cheaper done once here than behind a cache.
         self.gateway: Gateway | None = catalogue.gateways.get(event.legal_gateway or "")
         self.purpose: Purpose | None = catalogue.purposes.get(event.purpose or "")
+
+    @classmethod
+    def for_sweep(cls, agreement: Agreement, catalogue: Catalogue, now: dt.datetime) -> Facts:
+        """Facts for an agreement-scoped rule judged at `now`: no event; the day facts use `now`'s date.
+
+        The loader lets such rules name only `agreement.*` (except agreement.cited) and `now.*` facts,
+        which never read the event.
+        """
+        f = cls.__new__(cls)
+        f.event = cast(AccessEvent, None)
+        f.agreement = agreement
+        f.catalogue = catalogue
+        f.cache = {"_local": now.astimezone(LONDON)}
+        f.gateway = None
+        f.purpose = None
+        return f
 
 
 Getter = Callable[[Facts], Any]
@@ -217,6 +243,35 @@ _fact("agreement.not_yet_valid", "bool", "The event's date is before valid_from"
 _fact("agreement.expired", "bool", "The event's date is after valid_until")(
     lambda f: f.agreement is not None and _event_day(f) > f.agreement.valid_until
 )
+_fact("agreement.destruction_confirmed_at", "str", "Date the recipient confirmed destruction", nullable=True)(
+    lambda f: None if f.agreement is None else _opt(f.agreement.destruction_confirmed_at)
+)
+_fact(
+    "agreement.destruction_due",
+    "str",
+    f"Date destruction must be confirmed by (valid_until + {DESTRUCTION_GRACE_DAYS} days)",
+    nullable=True,
+)(lambda f: None if f.agreement is None else _opt(_destruction_due(f.agreement)))
+_fact(
+    "agreement.destruction_overdue",
+    "bool",
+    f"No destruction confirmation and the judged date is over {DESTRUCTION_GRACE_DAYS} days after valid_until",
+)(
+    lambda f: (
+        f.agreement is not None
+        and f.agreement.destruction_confirmed_at is None
+        and _event_day(f) > _destruction_due(f.agreement)
+    )
+)
+_fact("now.date", "str", "Europe/London date the sweep judges at (`scope: agreement` rules only)")(
+    lambda f: _local(f).date().isoformat()
+)
+
+
+def _destruction_due(a: Agreement) -> dt.date:
+    return a.valid_until + dt.timedelta(days=DESTRUCTION_GRACE_DAYS)
+
+
 _fact("agreement.legal_gateways", "list", "Gateways the agreement approved", domain="gateway")(
     lambda f: () if f.agreement is None else f.agreement.legal_gateways
 )
@@ -399,6 +454,34 @@ _fact("onward.not_allowed", "list", "Onward recipients the agreement does not na
         if c not in (f.agreement.onward_recipients_allowed if f.agreement is not None else ())
     )
 )
+
+
+# --- window.* (messages of windowed rules only; set by the engine per window) -------------------------
+
+
+def _window(key: str) -> Getter:
+    def get(f: Facts) -> Any:
+        w = f.cache.get("_window")
+        return None if w is None else w.get(key)
+
+    return get
+
+
+_fact("window.value", "int", "The window's aggregate after this event (windowed rule messages only)", nullable=True)(
+    _window("value")
+)
+_fact(
+    "window.threshold",
+    "int",
+    "The threshold the aggregate was compared with (windowed rule messages only)",
+    nullable=True,
+)(_window("threshold"))
+_fact(
+    "window.label",
+    "str",
+    "The window, e.g. 2024-03 or 30 days to 2024-03-05 (windowed rule messages only)",
+    nullable=True,
+)(_window("label"))
 
 
 def fact_table() -> list[tuple[str, str, str]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rules.exceptions import ConditionError
-from rules.facts import FACTS, Facts
+from rules.facts import FACTS, Fact, Facts
 
 __all__ = [
     "FUNCTIONS",
@@ -25,6 +25,7 @@ __all__ = [
     "MAX_STRING_CHARS",
     "Compiled",
     "Template",
+    "Vocabulary",
     "compile_condition",
     "compile_expression",
     "compile_template",
@@ -194,13 +195,22 @@ def _close(name: str, known: Any) -> str:
 # --- parser/compiler ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """The facts a piece of rule text may name, and why the others are refused (e.g. agreement scope)."""
+
+    facts: Mapping[str, Fact]
+    why_not: str = ""
+
+
 class _Parser:
-    def __init__(self, text: str, domains: Mapping[str, frozenset[str]]) -> None:
+    def __init__(self, text: str, domains: Mapping[str, frozenset[str]], vocabulary: Vocabulary | None = None) -> None:
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
         self.depth = 0
         self.domains = domains
+        self.vocabulary = vocabulary
 
     # helpers
     def err(self, message: str, tok: _Tok | None = None) -> ConditionError:
@@ -413,7 +423,9 @@ class _Parser:
             raise self.err(
                 f"name '{tok.text}' is not allowed: names starting with '_' or containing '__' are never facts", tok
             )
-        fact = FACTS.get(tok.text)
+        fact = FACTS.get(tok.text) if self.vocabulary is None else self.vocabulary.facts.get(tok.text)
+        if fact is None and self.vocabulary is not None and tok.text in FACTS:
+            raise self.err(f"fact '{tok.text}' cannot be used here: {self.vocabulary.why_not}", tok)
         if fact is None:
             raise self.err(
                 f"unknown fact '{tok.text}'{_close(tok.text, FACTS)} (see rules/README.md for the vocabulary)", tok
@@ -497,7 +509,9 @@ class _Parser:
         return _const(tuple(items), "list")
 
 
-def compile_expression(text: str, domains: Mapping[str, frozenset[str]] | None = None) -> Compiled:
+def compile_expression(
+    text: str, domains: Mapping[str, frozenset[str]] | None = None, vocabulary: Vocabulary | None = None
+) -> Compiled:
     """Compile an expression of any type (used for message placeholders); raises ConditionError."""
     if len(text) > MAX_CONDITION_CHARS:
         raise ConditionError(
@@ -505,12 +519,14 @@ def compile_expression(text: str, domains: Mapping[str, frozenset[str]] | None =
         )
     if not text.strip():
         raise ConditionError("empty expression", offset=0, text=text)
-    return _Parser(text, domains or {}).parse()
+    return _Parser(text, domains or {}, vocabulary).parse()
 
 
-def compile_condition(text: str, domains: Mapping[str, frozenset[str]] | None = None) -> Callable[[Facts], bool]:
+def compile_condition(
+    text: str, domains: Mapping[str, frozenset[str]] | None = None, vocabulary: Vocabulary | None = None
+) -> Callable[[Facts], bool]:
     """Compile a rule condition to a closure `Facts -> bool`; raises ConditionError with the offset."""
-    node = compile_expression(text, domains)
+    node = compile_expression(text, domains, vocabulary)
     if node.type not in ("bool", "any"):
         raise ConditionError(
             f"a condition must be true or false, but this is a {node.type}; compare it (==, in, any(...))",
@@ -551,7 +567,9 @@ class Template:
         return "".join(p if isinstance(p, str) else render_value(p(facts)) for p in self.parts)
 
 
-def compile_template(text: str, domains: Mapping[str, frozenset[str]] | None = None) -> Template:
+def compile_template(
+    text: str, domains: Mapping[str, frozenset[str]] | None = None, vocabulary: Vocabulary | None = None
+) -> Template:
     """Compile a message template; raises ConditionError at the offending placeholder."""
     parts: list[str | Fn] = []
     buf: list[str] = []
@@ -570,7 +588,7 @@ def compile_template(text: str, domains: Mapping[str, frozenset[str]] | None = N
                 raise ConditionError("unclosed '{' in message; write '{{' for a literal brace", offset=i, text=text)
             inner = text[i + 1 : end]
             try:
-                node = compile_expression(inner, domains)
+                node = compile_expression(inner, domains, vocabulary)
             except ConditionError as exc:
                 raise ConditionError(
                     f"placeholder {{{inner}}}: {exc.message}", offset=i + 1 + exc.offset, text=text

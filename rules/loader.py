@@ -16,11 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from rules._problems import Problem
+from rules._windowed import (
+    AGREEMENT_VOCAB,
+    EVENT_VOCAB,
+    PUPIL_VOCAB,
+    WINDOW_MESSAGE_VOCAB,
+    WindowSpec,
+    parse_window,
+)
 from rules._yaml import ValueMark, YamlMap, read_yaml
 from rules.catalogue import DEFAULT_CATALOGUE_DIR, Catalogue, read_catalogue
 from rules.exceptions import ConditionError
 from rules.facts import Facts
-from rules.language import Template, compile_condition, compile_template
+from rules.language import Template, compile_condition, compile_expression, compile_template
 from schemas.vocab import Category, Severity
 
 __all__ = [
@@ -29,6 +37,7 @@ __all__ = [
     "OPTIONAL_KEYS",
     "REQUIRED_KEYS",
     "RULE_KEYS",
+    "SCOPES",
     "LoadedPack",
     "Rule",
     "load_pack",
@@ -47,13 +56,18 @@ RULE_KEYS = (
     "severity",
     "legal_basis",
     "description",
+    "scope",
     "condition",
+    "window",
+    "due",
     "message",
     "runbook",
     "enabled",
     "tags",
 )
-OPTIONAL_KEYS = frozenset({"description", "enabled", "tags"})
+OPTIONAL_KEYS = frozenset({"description", "scope", "window", "due", "enabled", "tags"})
+#: `event` (default): judged per event; `agreement`: judged by the periodic sweep at a given `now`.
+SCOPES = ("event", "agreement")
 REQUIRED_KEYS = tuple(k for k in RULE_KEYS if k not in OPTIONAL_KEYS)
 PACK_KEYS = ("name", "version", "engine_version", "description")
 RULES_GLOB = "*.rules.yaml"
@@ -81,6 +95,9 @@ class Rule:
     message: Template
     file: str
     line: int
+    scope: str = "event"
+    window: WindowSpec | None = None
+    due: Callable[[Facts], Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +265,43 @@ class _PackReader:
         if not (isinstance(tags, list) and all(isinstance(t, str) and _TAG.match(t) for t in tags)):
             bad("tags", "tags must be a list of lower-case words")
 
+        scope = r.get("scope", "event")
+        if scope not in SCOPES:
+            bad("scope", f"scope {scope!r} is not one of {', '.join(SCOPES)}")
+        window: WindowSpec | None = None
+        if "window" in r:
+            if scope == "agreement":
+                bad("window", "a scope: agreement rule has no event to count, so no window")
+            else:
+                window = parse_window(
+                    r["window"], self.domains, lambda line, m: self.problem(file, line, f"{label}: {m}"), kl["window"]
+                )
+        due = None
+        if scope == "agreement":
+            if "due" not in r:
+                bad("scope", "a scope: agreement rule needs due: the date expression its alert id is keyed by")
+            elif not isinstance(r["due"], str):
+                bad("due", "due must be text (an expression such as agreement.audit_due)")
+            else:
+                try:
+                    node = compile_expression(r["due"], self.domains, AGREEMENT_VOCAB)
+                    if node.type not in ("str", "any"):
+                        raise ConditionError(f"due needs a str date, got a {node.type}", offset=0, text=r["due"])
+                    due = node.fn
+                except ConditionError as exc:
+                    bad("due", f"due, column {exc.column}: {exc.message}")
+        elif "due" in r:
+            bad("due", "due is only for scope: agreement rules")
+        cond_vocab = AGREEMENT_VOCAB if scope == "agreement" else EVENT_VOCAB
+        if scope == "agreement":
+            msg_vocab = AGREEMENT_VOCAB
+        elif "window" in r:  # judged by the block as written, so a bad block does not add message errors
+            raw_window = r["window"]
+            per = raw_window.get("per") if isinstance(raw_window, dict) else None
+            msg_vocab = PUPIL_VOCAB if per == "pupil" else WINDOW_MESSAGE_VOCAB
+        else:
+            msg_vocab = EVENT_VOCAB
+
         condition = None
         cond_text = r.get("condition")
         if "condition" in r:
@@ -255,7 +309,7 @@ class _PackReader:
                 bad("condition", "condition must be text")
             else:
                 try:
-                    condition = compile_condition(cond_text, self.domains)
+                    condition = compile_condition(cond_text, self.domains, cond_vocab)
                 except ConditionError as exc:
                     line = _condition_line(r.value_marks["condition"], exc)
                     self.problem(file, line, f"{label}: condition, column {exc.column}: {exc.message}")
@@ -266,7 +320,7 @@ class _PackReader:
                 bad("message", "message must be text")
             else:
                 try:
-                    message = compile_template(msg_text.strip(), self.domains)
+                    message = compile_template(msg_text.strip(), self.domains, msg_vocab)
                 except ConditionError as exc:
                     bad("message", f"message, column {exc.column}: {exc.message}")
         if len(self.problems) != before or condition is None or message is None:
@@ -289,6 +343,9 @@ class _PackReader:
                 message=message,
                 file=file,
                 line=r.line,
+                scope=str(scope),
+                window=window,
+                due=due,
             )
         )
 

@@ -5,6 +5,14 @@ the `base_event` every case starts from. A case patches the base event (`event:`
 clears a key), may patch its agreement (`agreement:`), and states `expect` (exactly these rule ids
 fire), `fires` (at least these) and/or `does_not_fire`. Every enabled rule needs at least one case
 where it must fire and one where it must not; missing coverage is reported as a failing result.
+
+Windowed rules, in the spirit of `promtool test rules`: a case with `steps` runs a sequence of timed
+events in order over fresh window state (each step patches the case's event; `repeat: N` sends it N
+times with distinct ids) and may state, per step, `expect`/`fires`/`does_not_fire` (violations of that
+step's decision) and `expect_alerts`; at case level, `expect_alerts` is the exact list of windowed
+alerts of the whole sequence (`{rule, count}`), `alert_ids` how many distinct alert ids they carry,
+and `does_not_fire` that no step fired those rules. A sweep case gives `now:` and `sweep:` (agreement
+id -> patch, `{}` for none) and states `fires`/`does_not_fire`/`expect`/`expect_alerts` on the sweep.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ from pydantic import ValidationError
 
 from rules._yaml import YamlMap, read_yaml
 from rules.engine import Engine, load_engine
+from rules.windows import WindowState
 from schemas.agreement import Agreement
+from schemas.decision import Alert
 from schemas.event import AccessEvent
 
 __all__ = ["CaseResult", "run_pack_tests"]
@@ -40,8 +50,9 @@ class CaseResult:
     rules: tuple[str, ...] = field(default=())
 
     def __str__(self) -> str:
-        status = "ok" if self.passed else "FAIL"
-        return f"{self.file}:{self.line}: {status} {self.name}" + (f": {self.message}" if self.message else "")
+        status = "PASS" if self.passed else "FAIL"
+        rules = f" [{', '.join(self.rules)}]" if self.rules else ""
+        return f"{self.file}:{self.line}: {status}{rules} {self.name}" + (f": {self.message}" if self.message else "")
 
 
 def _merge(base: Any, patch: Any) -> Any:
@@ -95,11 +106,20 @@ def run_pack_tests(pack_dir: Path | None = None, *, engine: Engine | None = None
         }
         base = _merge(shared["base_event"], data.get("base_event", {}))
         for case in data.get("cases", []):
-            result = _run_case(engine, str(path), case, base, register)
+            if "now" in case or "sweep" in case:
+                result = _run_sweep_case(engine, str(path), case, register)
+                fire, never = _sweep_coverage(case)
+            elif "steps" in case:
+                result = _run_steps_case(engine, str(path), case, base, register)
+                fire, never = _steps_coverage(case)
+            else:
+                result = _run_case(engine, str(path), case, base, register)
+                fire = _ids(case.get("expect")) + _ids(case.get("fires"))
+                never = _ids(case.get("does_not_fire"))
             results.append(result)
             if result.passed:
-                must_fire.update(_ids(case.get("expect")) + _ids(case.get("fires")))
-                must_not.update(_ids(case.get("does_not_fire")))
+                must_fire.update(fire)
+                must_not.update(never)
     where = str(test_dir)
     for rule in engine.rules:
         if not rule.enabled:
@@ -156,3 +176,164 @@ def _run_case(
     if extra := [r for r in _ids(case.get("does_not_fire")) if r in fired]:
         problems.append(f"must not fire but did: {', '.join(extra)}")
     return CaseResult(file, line, name, not problems, "; ".join(problems), fired, tuple(named))
+
+
+# --- windowed (steps) and sweep cases ----------------------------------------------------------------
+
+
+def _alert_rules(value: Any) -> list[str]:
+    return [str(a.get("rule")) for a in value] if isinstance(value, list) else []
+
+
+def _steps_coverage(case: YamlMap) -> tuple[list[str], list[str]]:
+    fire = _alert_rules(case.get("expect_alerts"))
+    never = _ids(case.get("does_not_fire"))
+    for step in case.get("steps") or []:
+        if isinstance(step, dict):
+            fire += _ids(step.get("expect")) + _ids(step.get("fires")) + _alert_rules(step.get("expect_alerts"))
+            never += _ids(step.get("does_not_fire"))
+    return fire, never
+
+
+def _sweep_coverage(case: YamlMap) -> tuple[list[str], list[str]]:
+    fire = _ids(case.get("expect")) + _ids(case.get("fires")) + _alert_rules(case.get("expect_alerts"))
+    return fire, _ids(case.get("does_not_fire"))
+
+
+def _agreement(
+    raw_register: dict[str, dict[str, Any]], agreement_id: str | None, patch: Any
+) -> tuple[Agreement | None, str]:
+    if agreement_id is None or agreement_id not in raw_register:
+        return None, ""
+    raw = _plain(_merge(raw_register[agreement_id], patch or {}))
+    raw = {k: v for k, v in raw.items() if v is not None}
+    try:
+        return Agreement.model_validate_json(json.dumps(raw)), ""
+    except ValidationError as exc:
+        return None, f"agreement {agreement_id} is not valid: {exc.errors(include_input=False)}"
+
+
+def _check_alerts(want: Any, got: list[Alert], where: str) -> list[str]:
+    """`want` is a list of {rule, count}: exactly the windowed alerts emitted, in order (count optional)."""
+    wanted = [(str(a.get("rule")), a.get("count")) for a in want] if isinstance(want, list) else []
+    seen = [(a.rule_id, a.count) for a in got]
+    same = len(wanted) == len(seen) and all(
+        r == sr and (c is None or c == sc) for (r, c), (sr, sc) in zip(wanted, seen, strict=True)
+    )
+    if same:
+        return []
+    fmt = ", ".join(f"{r} x{c}" for r, c in seen) or "none"
+    need = ", ".join(f"{r} x{c}" if c is not None else r for r, c in wanted) or "none"
+    return [f"{where}: expected alerts [{need}], got [{fmt}]"]
+
+
+def _run_steps_case(
+    engine: Engine, file: str, case: YamlMap, base: dict[str, Any], register: dict[str, dict[str, Any]]
+) -> CaseResult:
+    name = str(case.get("name", "unnamed case"))
+    fire, never = _steps_coverage(case)
+    named = sorted(set(fire + never))
+    problems: list[str] = []
+    if unknown := sorted(set(named) - {r.id for r in engine.rules}):
+        problems.append(f"names unknown rule id(s) {', '.join(unknown)}")
+    state, pupil_state = WindowState({}), WindowState({})
+    windowed = {r.id for r in engine.rules if r.window is not None}
+    all_alerts: list[Alert] = []
+    fired_any: set[str] = set()
+    case_event = _merge(base, case.get("event", {}))
+    steps = case.get("steps") or []
+    n = 0
+    for number, step in enumerate(steps, start=1):
+        if not isinstance(step, dict):
+            problems.append(f"step {number} must be a mapping")
+            continue
+        repeat = step.get("repeat", 1)
+        if not (isinstance(repeat, int) and 1 <= repeat <= 10_000):
+            problems.append(f"step {number}: repeat must be an integer 1 to 10000")
+            continue
+        step_alerts: list[Alert] = []
+        step_fired: set[str] = set()
+        for _ in range(repeat):
+            n += 1
+            data = _plain(_merge(case_event, step.get("event", {})))
+            data.setdefault("event_id", "ev")
+            if "event_id" not in (step.get("event") or {}):
+                data["event_id"] = f"{data['event_id']}-s{n:04d}"
+            data = {k: v for k, v in data.items() if v is not None}
+            try:
+                event = AccessEvent.model_validate_json(json.dumps(data))
+            except ValidationError as exc:
+                problems.append(f"step {number}: event is not valid: {exc.errors(include_input=False)}")
+                break
+            agreement, error = _agreement(register, event.agreement_id, case.get("agreement"))
+            if error:
+                problems.append(f"step {number}: {error}")
+                break
+            t = event.occurred_at.timestamp()
+            state.advance(t)
+            pupil_state.advance(t)
+            result = engine.run(event, agreement, state=state, pupil_state=pupil_state, evaluated_at=_EVALUATED_AT)
+            if result.decision.errors:
+                problems.append(
+                    f"step {number}: engine errors: " + "; ".join(e.message for e in result.decision.errors)
+                )
+            step_fired = {v.rule_id for v in result.decision.violations}
+            fired_any |= step_fired
+            step_alerts += [a for a in result.alerts if a.rule_id in windowed]
+        all_alerts += step_alerts
+        where = f"step {number}"
+        if "expect" in step and sorted(_ids(step["expect"])) != sorted(step_fired):
+            want = ", ".join(_ids(step["expect"]))
+            problems.append(f"{where}: expected exactly [{want}], fired [{', '.join(sorted(step_fired))}]")
+        if missing := [r for r in _ids(step.get("fires")) if r not in step_fired]:
+            problems.append(f"{where}: expected to fire but did not: {', '.join(missing)}")
+        if extra := [r for r in _ids(step.get("does_not_fire")) if r in step_fired]:
+            problems.append(f"{where}: must not fire but did: {', '.join(extra)}")
+        if "expect_alerts" in step:
+            problems += _check_alerts(step["expect_alerts"], step_alerts, where)
+    if extra := [r for r in _ids(case.get("does_not_fire")) if r in fired_any]:
+        problems.append(f"must not fire in any step but did: {', '.join(extra)}")
+    if "expect_alerts" in case:
+        problems += _check_alerts(case["expect_alerts"], all_alerts, "case")
+    if "alert_ids" in case and len({a.alert_id for a in all_alerts}) != case["alert_ids"]:
+        problems.append(
+            f"expected {case['alert_ids']} distinct alert id(s), got {len({a.alert_id for a in all_alerts})}"
+        )
+    return CaseResult(file, case.line, name, not problems, "; ".join(problems), tuple(sorted(fired_any)), tuple(named))
+
+
+def _run_sweep_case(engine: Engine, file: str, case: YamlMap, register: dict[str, dict[str, Any]]) -> CaseResult:
+    name = str(case.get("name", "unnamed case"))
+    fire, never = _sweep_coverage(case)
+    named = sorted(set(fire + never))
+    problems: list[str] = []
+    if unknown := sorted(set(named) - {r.id for r in engine.rules}):
+        problems.append(f"names unknown rule id(s) {', '.join(unknown)}")
+    try:
+        now = dt.datetime.fromisoformat(str(_plain(case.get("now"))))
+        if now.tzinfo is None:
+            raise ValueError("naive")
+    except ValueError:
+        return CaseResult(file, case.line, name, False, "now must be an RFC 3339 time with offset", (), tuple(named))
+    sweep = case.get("sweep") or {}
+    agreements: list[Agreement] = []
+    for agreement_id, patch in sweep.items() if isinstance(sweep, dict) else []:
+        if agreement_id not in register:
+            problems.append(f"sweep names agreement {agreement_id} not in the register")
+            continue
+        agreement, error = _agreement(register, str(agreement_id), patch)
+        if error:
+            problems.append(error)
+        elif agreement is not None:
+            agreements.append(agreement)
+    alerts = engine.sweep(agreements, now)
+    fired = tuple(sorted({a.rule_id for a in alerts}))
+    if "expect" in case and sorted(set(_ids(case["expect"]))) != list(fired):
+        problems.append(f"expected exactly [{', '.join(_ids(case['expect']))}], fired [{', '.join(fired)}]")
+    if missing := [r for r in _ids(case.get("fires")) if r not in fired]:
+        problems.append(f"expected to fire but did not: {', '.join(missing)}")
+    if extra := [r for r in _ids(case.get("does_not_fire")) if r in fired]:
+        problems.append(f"must not fire but did: {', '.join(extra)}")
+    if "expect_alerts" in case:
+        problems += _check_alerts(case["expect_alerts"], alerts, "sweep")
+    return CaseResult(file, case.line, name, not problems, "; ".join(problems), fired, tuple(named))

@@ -1,4 +1,9 @@
-"""`gatewatch check`: evaluate a JSONL file of events offline, in file order, with the live engine."""
+"""`gatewatch check`: evaluate a JSONL file of events offline, in file order, with the live engine.
+
+Windowed rules run too, over the file's events in order: recipient windows and per-pupil windows live
+in two dict-backed WindowStates (one process, so per-pupil rules run inline), and each event advances
+their watermark to its own event time.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import IO
 from pydantic import ValidationError
 
 from rules import Engine
+from rules.windows import WindowState
 from schemas import AccessEvent, Agreement, Decision, Issue, MessageRef
 from streams.processing import classify_invalid
 
@@ -34,6 +40,7 @@ def check_lines(
 ) -> Iterator[Decision]:
     """One decision per input line (blank lines included, as invalid), in order."""
     register = {a.agreement_id: a for a in agreements}
+    state, pupil_state = WindowState({}), WindowState({})
     for number, line in enumerate(lines, start=1):
         raw = line.rstrip(b"\r\n")
         ref = MessageRef(topic=f"file:{Path(source).name or '-'}"[:256], partition=0, offset=number - 1)
@@ -46,4 +53,7 @@ def check_lines(
             yield engine.invalid(issues, event_id=_event_id_of(raw), evaluated_at=now, source=ref)
             continue
         agreement = register.get(event.agreement_id) if event.agreement_id else None
-        yield engine.evaluate(event, agreement, evaluated_at=now, source=ref)
+        t = event.occurred_at.timestamp()
+        state.advance(t)
+        pupil_state.advance(t)
+        yield engine.run(event, agreement, state=state, pupil_state=pupil_state, evaluated_at=now, source=ref).decision

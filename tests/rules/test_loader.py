@@ -46,7 +46,7 @@ def test_broken_pack_reports_every_problem_at_once() -> None:
         f"{rules}:44: rule B-05: message, column 9: placeholder {{fields.outside}}: unknown fact 'fields.outside'; "
         "did you mean fields.tier2, fields.tier1, fields.outside_agreement? (see rules/README.md for the vocabulary)",
         f"{rules}:46: rule B-05: unknown key 'colour'; allowed keys: id, title, category, severity, legal_basis, "
-        "description, condition, message, runbook, enabled, tags",
+        "description, scope, condition, window, due, message, runbook, enabled, tags",
         f"{rules}:53: rule B-06: condition, column 15: unknown purpose code 'journalsm' (compared with "
         "event.purpose); did you mean journalism?",
     ]

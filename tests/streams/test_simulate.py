@@ -279,6 +279,20 @@ def scenario_events(agreements: list[Agreement]) -> dict[str, list[SimulatedEven
     return grouped
 
 
+def _decisions_in_order(engine: Any, by_id: dict[str, Agreement], events: list[SimulatedEvent]) -> list[Any]:
+    """Decisions for a scenario's events in order, windowed rules included (fresh window state)."""
+    from rules import WindowState
+
+    state, pupil_state = WindowState({}), WindowState({})
+    out = []
+    for s in events:
+        state.advance(s.event.occurred_at.timestamp())
+        pupil_state.advance(s.event.occurred_at.timestamp())
+        run = engine.run(s.event, by_id.get(s.event.agreement_id or ""), state=state, pupil_state=pupil_state)
+        out.append(run.decision)
+    return out
+
+
 def _engine_params() -> list[str]:
     return [COMPLIANT, *VIOLATION_SCENARIOS]
 
@@ -294,8 +308,7 @@ def test_engine_reports_each_scenarios_expected_categories(
     missing_rules = expected_all - implemented
     if missing_rules and scenario != COMPLIANT:
         pytest.skip(f"the pack has no enabled rule for {sorted(missing_rules)} yet (windowed or not written)")
-    for s in events:
-        decision = engine.evaluate(s.event, by_id.get(s.event.agreement_id or ""))
+    for s, decision in zip(events, _decisions_in_order(engine, by_id, events), strict=True):
         got = {str(v.category) for v in decision.violations}
         rules = sorted(v.rule_id for v in decision.violations)
         assert decision.errors == (), f"{scenario}: engine errors {decision.errors}"
@@ -311,8 +324,8 @@ def test_engine_reports_nothing_beyond_each_scenarios_expected_categories(
 ) -> None:
     """Each scenario changes one thing in a compliant event, so it should raise its category and no other."""
     implemented = {str(r.category) for r in engine.rules if getattr(r, "enabled", True)}
-    for s in scenario_events[scenario]:
-        decision = engine.evaluate(s.event, by_id.get(s.event.agreement_id or ""))
+    events = scenario_events[scenario]
+    for s, decision in zip(events, _decisions_in_order(engine, by_id, events), strict=True):
         got = {str(v.category) for v in decision.violations}
         rules = sorted(v.rule_id for v in decision.violations)
         assert got == s.expected_categories & implemented, (

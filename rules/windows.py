@@ -1,0 +1,98 @@
+"""Partition-local, expiring window state over a caller-provided mapping (a Faust table or a dict).
+
+Pure: no Faust import. Values are JSON-compatible so a Faust table can serialise them. Each entry is
+stored as `{"v": value, "x": expires_at, "p": partition}`; `advance` drops this partition's entries
+once event time (the watermark) has moved `lateness` past their expiry, so memory plateaus.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import math
+from collections.abc import MutableMapping
+from typing import Any
+
+__all__ = ["DEFAULT_LATENESS", "WindowState"]
+
+#: How long after its expiry an entry is kept for late events (event time).
+DEFAULT_LATENESS = dt.timedelta(days=7)
+
+
+class WindowState:
+    """State of one partition over a backing MutableMapping[str, Any] shared by all partitions of a worker.
+
+    Only keys written through this partition's WindowState are ever deleted by it: a Faust table writes
+    a delete to the changelog partition of the event being processed, so deleting another partition's
+    key would corrupt that partition's recovery.
+    """
+
+    __slots__ = ("_heap", "_indexed", "backing", "lateness", "partition", "watermark")
+
+    def __init__(
+        self,
+        backing: MutableMapping[str, Any],
+        *,
+        partition: int = 0,
+        lateness: dt.timedelta = DEFAULT_LATENESS,
+    ) -> None:
+        self.backing = backing
+        self.partition = partition
+        self.lateness = lateness.total_seconds()
+        self.watermark: float = -math.inf
+        # One heap item per indexed key (re-pushed lazily when its entry was extended), so the heap
+        # stays as small as the set of live keys however often a key is updated.
+        self._heap: list[tuple[float, str]] = []
+        self._indexed: set[str] = set()
+
+    def get(self, key: str) -> Any | None:
+        """The stored value (unwrapped), or None."""
+        entry = self.backing.get(key)
+        if isinstance(entry, dict):
+            return entry.get("v")
+        return None
+
+    def put(self, key: str, value: Any, *, expires_at: float) -> None:
+        """Store `value` (JSON-compatible) until event time passes `expires_at` (epoch seconds) + lateness."""
+        self.backing[key] = {"v": value, "x": float(expires_at), "p": self.partition}
+        if key not in self._indexed:
+            self._indexed.add(key)
+            heapq.heappush(self._heap, (float(expires_at), key))
+
+    def advance(self, event_time: float) -> int:
+        """Move the watermark to `event_time` if later; delete this partition's expired keys; count them."""
+        if event_time > self.watermark:
+            self.watermark = event_time
+        cutoff = self.watermark - self.lateness
+        heap = self._heap
+        deleted = 0
+        while heap and heap[0][0] < cutoff:
+            _, key = heapq.heappop(heap)
+            entry = self.backing.get(key)
+            if not (isinstance(entry, dict) and entry.get("p") == self.partition):
+                self._indexed.discard(key)  # gone, or now owned by another partition: not ours to delete
+                continue
+            expires = entry.get("x")
+            if isinstance(expires, int | float) and expires >= cutoff:
+                heapq.heappush(heap, (float(expires), key))  # extended since it was indexed
+                continue
+            del self.backing[key]
+            self._indexed.discard(key)
+            deleted += 1
+        return deleted
+
+    def rebuild(self) -> int:
+        """Re-index this partition's entries after a restart or rebalance; returns how many were indexed."""
+        self._heap = []
+        self._indexed = set()
+        for key, entry in list(self.backing.items()):
+            if isinstance(entry, dict) and entry.get("p") == self.partition and isinstance(key, str):
+                expires = entry.get("x")
+                self._heap.append((float(expires) if isinstance(expires, int | float) else -math.inf, key))
+                self._indexed.add(key)
+        heapq.heapify(self._heap)
+        return len(self._heap)
+
+    def __len__(self) -> int:
+        """Number of keys this partition has indexed (live, or expired and not yet swept)."""
+        return len(self._indexed)
