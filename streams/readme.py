@@ -52,7 +52,39 @@ def metrics_table() -> str:
     return "\n".join(rows)
 
 
-SECTIONS: dict[str, Callable[[], str]] = {"settings": settings_table, "metrics": metrics_table}
+LEGAL_BASIS_CHARS = 160
+
+
+def _one_line(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def rules_table() -> str:
+    """Every rule of the bundled pack (enabled or not), headed by the pack's name, version and hash."""
+    from rules import load_engine
+
+    engine = load_engine()
+    pack = engine.pack
+    rows = [
+        f"Pack `{pack.name}` version {pack.version}, sha256 `{pack.sha256[:12]}`, {len(engine.rules)} rules "
+        "(generated from `rules/packs/npd/` by `python -m streams.readme`).",
+        "",
+        "| id | category | severity | legal basis |",
+        "|---|---|---|---|",
+    ]
+    for rule in engine.rules:
+        rid = rule.id if rule.enabled else f"{rule.id} (disabled)"
+        basis = _one_line(rule.legal_basis, LEGAL_BASIS_CHARS)
+        rows.append(f"| {_cell(rid)} | {_cell(rule.category.value)} | {_cell(rule.severity.value)} | {_cell(basis)} |")
+    return "\n".join(rows)
+
+
+SECTIONS: dict[str, Callable[[], str]] = {
+    "settings": settings_table,
+    "metrics": metrics_table,
+    "rules": rules_table,
+}
 
 
 def render_readme(text: str) -> str:

@@ -108,3 +108,65 @@ def test_readme_generated_sections_are_current() -> None:
 
     text = README.read_text(encoding="utf-8")
     assert render_readme(text) == text, "run `python -m streams.readme` to regenerate the README sections"
+
+
+DIFF_PACKS = Path(__file__).parents[1] / "files" / "diff"
+
+
+def test_rules_diff_prints_one_line_per_change_and_a_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["rules", "diff", str(DIFF_PACKS / "base"), str(DIFF_PACKS / "removed")])
+    assert ["major  T-NA-01  rule removed", "version 1.0.0 -> 2.0.0 is a major bump; the changes need major: ok"] == (
+        capsys.readouterr().out.splitlines()
+    )
+    assert 0 == code
+
+
+def test_rules_diff_exits_1_when_the_version_bump_is_too_small(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["rules", "diff", str(DIFF_PACKS / "base"), str(DIFF_PACKS / "added_patch_bump"), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert 1 == code
+    assert "version 1.0.0 -> 1.0.1 is a patch bump but the changes need minor" == doc["verdict"]
+    assert [{"class": "minor", "rule_id": "T-ONW-01", "change": "rule added"}] == doc["changes"]
+
+
+def test_rules_diff_of_a_broken_pack_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    broken = Path(__file__).parents[1] / "files" / "packs" / "broken"
+    assert 2 == main(["rules", "diff", str(DIFF_PACKS / "base"), str(broken)])
+    assert "problem" in capsys.readouterr().err
+
+
+def _failing_pack(tmp_path: Path) -> Path:
+    """The diff fixture's base pack with rule tests: T-PF-01 passes both ways, T-NA-01 has a failing case."""
+    import shutil
+
+    pack = tmp_path / "pack"
+    shutil.copytree(DIFF_PACKS / "base", pack)
+    (pack / "tests").mkdir()
+    base_event = event_dict()
+    (pack / "tests" / "_shared.yaml").write_text(
+        yaml.safe_dump({"agreements": [BASE_AGREEMENT], "base_event": base_event}), encoding="utf-8"
+    )
+    cases = [
+        {"name": "prohibited field", "event": {"fields": ["pmr", "nationality"]}, "fires": ["T-PF-01"]},
+        {"name": "compliant", "does_not_fire": ["T-PF-01", "T-NA-01"]},
+        {"name": "wrongly expects no agreement", "fires": ["T-NA-01"]},
+    ]
+    (pack / "tests" / "cases.yaml").write_text(yaml.safe_dump({"cases": cases}, sort_keys=False), encoding="utf-8")
+    return pack
+
+
+def test_rules_test_reports_per_rule_then_failures_then_totals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["rules", "test", str(_failing_pack(tmp_path))])
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1 : lines.index("")]}
+    assert 1 == code
+    assert ["1/1", "passed", "1/1", "passed", "ok"] == rows["T-PF-01"]
+    assert ["0/1", "passed", "1/1", "passed", "FAIL"] == rows["T-NA-01"]
+    assert ["-", "-", "FAIL"] == rows["T-BULK-01"]  # enabled, but no case at all
+    assert ["-", "-", "ok", "(disabled)"] == rows["T-UA-01"]
+    failures = lines[lines.index("failures:") + 1 : -1]
+    assert any("wrongly expects no agreement" in f and "expected to fire but did not: T-NA-01" in f for f in failures)
+    assert any("coverage T-BULK-01" in f for f in failures)
+    assert f"2 passed, {len(failures)} failed" == lines[-1]
