@@ -10,8 +10,11 @@ app with two agents:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import time
 from collections import Counter as TallyCounter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +23,9 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
-from rules import Engine, load_engine
+from rules import Engine, PupilLookup, WindowState, load_engine
 from schemas import Agreement, DeadLetterReason, Issue, MessageRef, issues_from_validation_error
+from schemas.ledger import LedgerState, link
 from streams.kafka import faust_broker_options
 from streams.metrics import Metrics
 from streams.processing import AgreementCache, Outcome, Processor, make_dead_letter
@@ -30,6 +34,28 @@ from streams.settings import Settings
 __all__ = ["WorkerApp", "build_worker_app"]
 
 log = structlog.get_logger("gatewatch.worker")
+
+
+class PartitionStates:
+    """One WindowState per partition over a shared Faust table, rebuilt after a restart or rebalance."""
+
+    def __init__(self, table: Any, lateness: dt.timedelta) -> None:
+        self._table = table
+        self._lateness = lateness
+        self._states: dict[int, WindowState] = {}
+
+    def get(self, partition: int) -> WindowState:
+        state = self._states.get(partition)
+        if state is None:
+            state = WindowState(self._table, partition=partition, lateness=self._lateness)
+            indexed = state.rebuild()  # entries recovered from the changelog for this partition
+            log.info("window_state_ready", partition=partition, entries=indexed)
+            self._states[partition] = state
+        return state
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._states.pop(partition, None)
 
 
 @dataclass
@@ -68,6 +94,10 @@ def _faust_options(settings: Settings) -> dict[str, Any]:
             broker_session_timeout=6.0,
             broker_heartbeat_interval=1.0,
             broker_request_timeout=15.0,
+            # Tansu reports a partition's end offset as the last batch's base offset + 1, so Faust's
+            # changelog recovery (which reads up to that offset) would drop the rest of the last batch
+            # and lose table updates across a restart. One record per batch keeps the end offset right.
+            producer_max_batch_size=1,
         )
     return opts
 
@@ -78,10 +108,21 @@ def build_worker_app(
     engine: Engine | None = None,
     registry: CollectorRegistry | None = None,
 ) -> WorkerApp:
-    engine = engine or load_engine(settings.rule_pack_dir)
+    if engine is None:
+        key = settings.pupil_hmac_key.get_secret_value().encode() if settings.pupil_hmac_key else None
+        if key is None:
+            log.warning("pupil_hmac_key_unset", hint="set GATEWATCH_PUPIL_HMAC_KEY in production")
+        engine = load_engine(settings.rule_pack_dir, pupil_key=key)
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry, gateways=engine.catalogue.gateways, purposes=engine.catalogue.purposes)
     metrics.set_pack(engine.pack, ((r.id, r.category, r.severity) for r in engine.rules))
+    for rule in engine.rules:
+        # The dashboards compare Home Office requests with the cap the pack enforces (tagged rule).
+        if "home_office_cap" in rule.tags and rule.window is not None and rule.window.threshold_text.isdigit():
+            metrics.home_office_cap.set(int(rule.window.threshold_text))
+    sweep_rules = [r.id for r in engine.rules if r.scope == "agreement" and r.enabled]
+    for rule_id in sweep_rules:
+        metrics.governance_gaps.labels(rule_id).set(0)
 
     app = faust.App(settings.app_id, **_faust_options(settings))
     t = settings.topics
@@ -105,6 +146,21 @@ def build_worker_app(
         key_type=str,
         value_type=str,
     )
+    # Windowed state in event time. Keys start with the recipient org id, the access topic's key, so
+    # each entry lives in the partition of the events that update it; changelogs make it survive
+    # restarts and WindowState expires it once event time has moved past the window.
+    lateness = dt.timedelta(days=settings.window_lateness_days)
+    windows = app.Table("windows", partitions=settings.partitions, default=None)
+    recipient_states = PartitionStates(windows, lateness)
+    # Cross-recipient rules need all look-ups of one pupil together: re-partition by the pupil's HMAC.
+    pupil_topic = raw_topic(f"{settings.app_id}-pupil-lookups", settings.partitions)
+    pupil_windows = app.Table("pupil-windows", partitions=settings.partitions, default=None)
+    pupil_states = PartitionStates(pupil_windows, lateness)
+
+    # The tail of each decisions partition's hash chain (schemas/ledger.py), written in the context of
+    # that partition's events so it is recovered with them.
+    ledger_tails = app.Table("ledger", partitions=settings.partitions, default=None)
+
     processor = Processor(
         engine,
         AgreementCache(register),
@@ -119,10 +175,16 @@ def build_worker_app(
             return
         assert outcome.decision is not None
         # The decision goes to the partition its event came from, so each decisions partition is the
-        # complete, ordered record of one access partition.
-        await decisions.send(key=key, value=outcome.decision.model_dump_json().encode(), partition=partition)
+        # complete, ordered record of one access partition, chained by hash.
+        tail = ledger_tails.get(str(partition))
+        state = LedgerState(seq=tail["seq"], last_hash=tail["last_hash"]) if tail else LedgerState()
+        decision, state = link(outcome.decision, partition, state)
+        ledger_tails[str(partition)] = {"seq": state.seq, "last_hash": state.last_hash}
+        await decisions.send(key=key, value=decision.model_dump_json(exclude_none=True).encode(), partition=partition)
         for alert in outcome.alerts:
             await alerts.send(key=alert.alert_id.encode(), value=alert.model_dump_json().encode())
+        for lookup in outcome.pupil_lookups:
+            await pupil_topic.send(key=lookup.pupil_hash.encode(), value=lookup.model_dump_json().encode())
 
     @app.agent(access, name="gatewatch.evaluate")
     async def evaluate(stream: faust.StreamT[bytes]) -> None:
@@ -130,7 +192,7 @@ def build_worker_app(
             msg = event.message
             ref = MessageRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
             try:
-                outcome = processor.process(msg.value, msg.key, ref)
+                outcome = processor.process(msg.value, msg.key, ref, state=recipient_states.get(msg.partition))
             except Exception as exc:  # the engine must never stop the stream; keep the bytes instead
                 log.exception("engine_crash", offset=msg.offset)
                 outcome = Outcome(
@@ -143,8 +205,78 @@ def build_worker_app(
                     )
                 )
                 metrics.dead_letters.labels("access", DeadLetterReason.ENGINE_ERROR.value).inc()
-            partition = msg.partition if msg.partition < settings.partitions else None
-            await send_outcome(outcome, msg.key, partition)  # type: ignore[arg-type]
+            await send_outcome(outcome, msg.key, msg.partition)
+            processed[msg.partition] = msg.offset + 1
+            done = done_gauges.get(msg.partition)
+            if done is None:
+                done = done_gauges[msg.partition] = metrics.partition_last_processed.labels(str(msg.partition))
+            done.set(time.time())
+
+    processed: dict[int, int] = {}  # access partition -> next offset this worker has to process
+    done_gauges: dict[int, Any] = {}  # bound once per partition, not per message
+
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    async def refresh_lag() -> None:
+        """Lag per assigned access partition: the stalled-partition watchdog alerts on it."""
+        tps = [tp for tp in app.consumer.assignment() if tp.topic == t.access]
+        if not tps:
+            return
+        ends = await app.consumer.highwaters(*tps)
+        for tp in tps:
+            position = processed.get(tp.partition)
+            if position is None:
+                position = await app.consumer.position(tp) or 0
+            metrics.partition_lag.labels(str(tp.partition)).set(max(0, ends.get(tp, position) - position))
+
+    @app.agent(pupil_topic, name="gatewatch.pupils")
+    async def evaluate_pupils(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                lookup = PupilLookup.model_validate_json(msg.value)
+                state = pupil_states.get(msg.partition)
+                state.advance(lookup.occurred_at.timestamp())
+                raised = engine.run_pupil(lookup, state)
+            except Exception:  # an internal topic: a bad record is a bug, logged, never a stopped stream
+                log.exception("pupil_lookup_failed", offset=msg.offset)
+                continue
+            for alert in raised:
+                metrics.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
+                await alerts.send(key=alert.alert_id.encode(), value=alert.model_dump_json().encode())
+
+    @app.timer(interval=settings.sweep_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
+    async def governance_sweep() -> None:
+        """Governance gaps (overdue audits, unconfirmed destruction) raise alerts even with no events."""
+        agreements = [a for k in list(register.keys()) if (a := processor.agreements(k)) is not None]
+        raised = engine.sweep(agreements, dt.datetime.now(dt.UTC))
+        open_gaps = TallyCounter(alert.rule_id for alert in raised)
+        for rule_id in sweep_rules:
+            metrics.governance_gaps.labels(rule_id).set(open_gaps.get(rule_id, 0))
+        for alert in raised:
+            if alert.alert_id not in swept:  # the same gap is refreshed every sweep; count it once
+                swept.add(alert.alert_id)
+                metrics.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
+            await alerts.send(key=alert.alert_id.encode(), value=alert.model_dump_json().encode())
+        log.info("governance_sweep", agreements=len(agreements), alerts=len(raised))
+
+    swept: set[str] = set()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        recipient_states.drop(tp.partition for tp in revoked if tp.topic == t.access)
+        for tp in revoked:
+            if tp.topic == t.access:
+                processed.pop(tp.partition, None)
+                done_gauges.pop(tp.partition, None)
+                for gauge in (metrics.partition_lag, metrics.partition_last_processed):
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(str(tp.partition))
+        pupil_states.drop(tp.partition for tp in revoked if tp.topic == pupil_topic.get_topic_name())
+
+    @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
+    async def refresh_state_gauge() -> None:
+        metrics.window_keys.labels("recipient").set(len(windows))
+        metrics.window_keys.labels("pupil").set(len(pupil_windows))
 
     @app.agent(agreements_topic, name="gatewatch.register")
     async def keep_register(stream: faust.StreamT[bytes]) -> None:

@@ -86,11 +86,62 @@ class Metrics:
             "Unix time at which the worker last finished an access event",
             registry=registry,
         )
+        self.records_by_channel = Counter(
+            "gatewatch_records_disclosed_by_channel_total",
+            "Records disclosed, by channel (srs = Secure Research Service), most sensitive tier and whether "
+            "special category data (ethnicity, health) was included",
+            ["channel", "tier", "special_category"],
+            registry=registry,
+        )
+        self.home_office_persons = Counter(
+            "gatewatch_home_office_persons_requested_total",
+            "Persons the Home Office asked about (record count of its events); compare with the monthly cap",
+            registry=registry,
+        )
+        self.home_office_cap = Gauge(
+            "gatewatch_home_office_monthly_cap",
+            "Persons per calendar month the Home Office may request (2015 memorandum figure, from the rule pack)",
+            registry=registry,
+        )
+        self.governance_gaps = Gauge(
+            "gatewatch_governance_gaps",
+            "Agreements with an open governance gap at the last sweep, by kind of gap (rule id)",
+            ["rule"],
+            registry=registry,
+        )
+        self.partition_lag = Gauge(
+            "gatewatch_partition_lag_messages",
+            "Messages in an assigned access partition not yet processed by this worker",
+            ["partition"],
+            registry=registry,
+        )
+        self.partition_last_processed = Gauge(
+            "gatewatch_partition_last_processed_timestamp_seconds",
+            "Unix time at which this worker last finished a message of an assigned access partition",
+            ["partition"],
+            registry=registry,
+        )
+        self.pack_reloads = Counter(
+            "gatewatch_rule_pack_reloads_total",
+            "Rule pack reload attempts, by result (ok, failed)",
+            ["result"],
+            registry=registry,
+        )
+        self.window_keys = Gauge(
+            "gatewatch_window_state_keys",
+            "Entries in the worker's windowed state tables (recipient windows, per-pupil windows)",
+            ["table"],
+            registry=registry,
+        )
         self.rule_pack = Info("gatewatch_rule_pack", "The loaded rule pack", registry=registry)
         for reason in DeadLetterReason:
             self.dead_letters.labels("access", reason.value)
         for verdict in Verdict:
             self.decisions.labels(verdict.value)
+        for result in ("ok", "failed"):
+            self.pack_reloads.labels(result)
+        for table in ("recipient", "pupil"):
+            self.window_keys.labels(table)
 
     def set_pack(self, pack: PackRef, rules: Iterable[tuple[str, Category, Severity]]) -> None:
         """Expose the loaded pack and create the alert series for each of its rules at zero."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import structlog
 from pydantic import ValidationError
 
-from rules import Engine
+from rules import Engine, PupilLookup, WindowState
 from schemas import (
     AccessEvent,
     Agreement,
@@ -26,6 +26,7 @@ from schemas import (
     Decision,
     Issue,
     MessageRef,
+    OrgType,
     issues_from_validation_error,
 )
 from streams.metrics import NONE, Metrics
@@ -53,6 +54,7 @@ class Outcome:
     alerts: list[Alert] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
     event: AccessEvent | None = None
+    pupil_lookups: list[PupilLookup] = field(default_factory=list)
 
 
 def _utcnow() -> dt.datetime:
@@ -102,9 +104,23 @@ class Processor:
         self.max_message_bytes = max_message_bytes
         self.max_future_skew = max_future_skew
         self.clock = clock
-        self._tier_cache: dict[tuple[str, ...], str] = {}
+        self._profile_cache: dict[tuple[str, ...], tuple[str, str]] = {}
 
-    def process(self, value: bytes | None, key: bytes | None, source: MessageRef) -> Outcome:
+    def process(
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        source: MessageRef,
+        *,
+        state: WindowState | None = None,
+        pupil_state: WindowState | None = None,
+    ) -> Outcome:
+        """Decode, validate and evaluate one message.
+
+        `state` holds the windowed state of the message's partition; `pupil_state` is given only when
+        one process sees every event (offline), otherwise cross-recipient look-ups are returned in
+        `Outcome.pupil_lookups` for the worker to re-partition by pupil.
+        """
         started = time.perf_counter()
         raw = value if value is not None else b""
         now = self.clock()
@@ -144,8 +160,16 @@ class Processor:
                 ],
             )
         agreement = self.agreements(event.agreement_id) if event.agreement_id else None
-        decision = self.engine.evaluate(event, agreement, evaluated_at=now, source=source)
-        alerts = self.engine.alerts(event, decision)
+        event_time = event.occurred_at.timestamp()
+        if state is not None:
+            state.advance(event_time)
+        if pupil_state is not None:
+            pupil_state.advance(event_time)
+        evaluation = self.engine.run(
+            event, agreement, state=state, pupil_state=pupil_state, evaluated_at=now, source=source
+        )
+        decision, alerts = evaluation.decision, evaluation.alerts
+        lookups = self.engine.pupil_lookups(event) if pupil_state is None else []
         if self.metrics is not None:
             self._count(event, decision, alerts, time.perf_counter() - started)
         for v in decision.violations:
@@ -160,18 +184,23 @@ class Processor:
             )
         for err in decision.errors:
             log.error("engine_error", event_id=event.event_id, loc=err.loc, message=err.message)
-        return Outcome(decision=decision, alerts=alerts, event=event)
+        return Outcome(decision=decision, alerts=alerts, event=event, pupil_lookups=lookups)
 
-    def _tier(self, fields: tuple[str, ...]) -> str:
-        """The most sensitive tier among the disclosed fields (Tier 1 is the most sensitive), as a label."""
-        label = self._tier_cache.get(fields)
-        if label is None:
+    def _profile(self, fields: tuple[str, ...]) -> tuple[str, str]:
+        """(most sensitive tier, "true" if any special-category field) of a field list, as labels.
+
+        Tier 1 is the most sensitive. Field lists repeat, so the answer is cached (bounded).
+        """
+        profile = self._profile_cache.get(fields)
+        if profile is None:
             known = self.engine.catalogue.fields
-            tiers = [t for f in fields if (entry := known.get(f)) is not None and (t := entry.tier) is not None]
-            label = str(min(tiers)) if tiers else NONE
-            if len(self._tier_cache) < 4096:  # field lists repeat; bound the cache anyway
-                self._tier_cache[fields] = label
-        return label
+            entries = [entry for f in fields if (entry := known.get(f)) is not None]
+            tiers = [e.tier for e in entries if e.tier is not None]
+            special = any(e.special_category for e in entries)
+            profile = (str(min(tiers)) if tiers else NONE, "true" if special else "false")
+            if len(self._profile_cache) < 4096:
+                self._profile_cache[fields] = profile
+        return profile
 
     def _count(self, event: AccessEvent, decision: Decision, alerts: list[Alert], seconds: float) -> None:
         m = self.metrics
@@ -181,12 +210,17 @@ class Processor:
         m.events.labels(event.action.value, org_type, gateway, purpose, decision.verdict.value).inc()
         m.decisions.labels(decision.verdict.value).inc()
         if event.record_count:
-            m.records.labels(org_type, gateway, purpose, self._tier(event.fields)).inc(event.record_count)
+            tier, special = self._profile(event.fields)
+            m.records.labels(org_type, gateway, purpose, tier).inc(event.record_count)
+            m.records_by_channel.labels(event.channel.value, tier, special).inc(event.record_count)
+            if event.recipient.org_type is OrgType.HOME_OFFICE:
+                m.home_office_persons.inc(event.record_count)
         for alert in alerts:
-            m.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
+            if alert.count == 1:  # a windowed alert re-sent with a higher count is an update, not a new alert
+                m.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
         for err in decision.errors:
             if err.type == "engine_error":
-                m.engine_errors.labels(err.loc).inc()
+                m.engine_errors.labels(err.loc.removeprefix("rules.")).inc()
         m.evaluation_seconds.observe(seconds)
         m.last_event_timestamp.set(time.time())
 

@@ -69,6 +69,28 @@ class Settings(BaseSettings):
     max_future_skew_seconds: int = Field(
         default=300, ge=0, description="Events dated further in the future than this are dead-lettered"
     )
+    pupil_hmac_key: SecretStr | None = Field(
+        default=None,
+        description="Secret key for the HMAC of pupil references kept in windowed state (set it in production; "
+        "unset = a fixed development key)",
+    )
+    window_lateness_days: int = Field(
+        default=7, ge=0, le=366, description="How late (event time) an event may arrive and still count"
+    )
+    sweep_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="Interval of the governance sweep over the agreements register"
+    )
+    alertmanager_url: str | None = Field(
+        default=None, description="Alertmanager base URL for `gatewatch sink alertmanager` (e.g. http://127.0.0.1:9093)"
+    )
+    webhook_url: str | None = Field(default=None, description="Receiver URL for `gatewatch sink webhook`")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key that signs webhook bodies (X-Gatewatch-Signature)"
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:6066",
+        description="Base URL people use to reach Gatewatch; alert generator and runbook links start with it",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="debug, info, warning or error"
     )

@@ -22,9 +22,25 @@ def test_up_runs_end_to_end_and_every_implemented_category_appears_in_the_summar
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWATCH_")}
     env["GATEWATCH_WEB_PORT"] = "0"
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "up", "--simulate", "120", "--duration", "2", "--json",
-         "--data-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path, check=False,
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "up",
+            "--simulate",
+            "120",
+            "--duration",
+            "2",
+            "--json",
+            "--data-dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=tmp_path,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
