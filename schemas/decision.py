@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, Field
 from schemas._common import MAX_LIST, Code, Contract, Identifier, LongText, ShortText
 from schemas.vocab import Action, Category, DeadLetterReason, OrgType, Severity, Verdict
 
-__all__ = ["Alert", "DeadLetter", "Decision", "Issue", "MessageRef", "PackRef", "Violation"]
+__all__ = ["Alert", "DeadLetter", "Decision", "Issue", "LedgerLink", "MessageRef", "PackRef", "Violation"]
 
 Sha256 = Field(pattern=r"^[0-9a-f]{64}$")
 
@@ -49,6 +49,20 @@ class Issue(Contract):
     type: ShortText
 
 
+class LedgerLink(Contract):
+    """A decision's place in the tamper-evident chain of its decisions partition.
+
+    `hash` is the sha256 of the decision's canonical JSON with `ledger.hash` left out (see
+    schemas/ledger.py); `prev_hash` is the previous decision's `hash` in the same partition (64 zeros
+    for the first). Removing, altering or reordering a decision breaks the chain at that point.
+    """
+
+    partition: int = Field(ge=0)
+    seq: int = Field(ge=0)
+    prev_hash: str = Sha256
+    hash: str = Sha256
+
+
 class Decision(Contract):
     """The recorded outcome for one event: compliant, violation (with violations) or invalid."""
 
@@ -68,6 +82,7 @@ class Decision(Contract):
     purpose: Code | None = None
     record_count: int | None = Field(default=None, ge=0)
     source: MessageRef | None = None
+    ledger: LedgerLink | None = None
 
 
 class Alert(Contract):

@@ -104,3 +104,13 @@ def test_metrics_endpoint_shows_the_counts(running: tuple[Settings, WorkerProces
     assert any(
         k.startswith('gatewatch_alerts_total{category="prohibited_field"') and v >= 1 for k, v in samples.items()
     )
+
+
+def test_decisions_on_the_topic_form_an_intact_hash_chain(running: tuple[Settings, WorkerProcess]) -> None:
+    from streams.audit import verify_topic
+
+    settings, _ = running
+    read_topic(settings, settings.topics.decisions, expected=len(EVENTS))
+    reports = verify_topic(settings)
+    assert sum(r.records for r in reports) == len(EVENTS)
+    assert all(r.ok for r in reports), [b for r in reports for b in r.breaks]

@@ -1,0 +1,120 @@
+"""The decision ledger: a hash chain per decisions partition, and its verification.
+
+Part of the contract so that a verifier in any language can recompute it: the hash of a decision is
+the sha256 hex of its canonical JSON (keys sorted, no spaces, UTF-8, `exclude_none`) with
+`ledger.hash` removed; `prev_hash` links it to the previous decision of the same partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from schemas.decision import Decision, LedgerLink
+
+__all__ = ["GENESIS", "Break", "LedgerState", "PartitionReport", "canonical_hash", "link", "verify_partition"]
+
+GENESIS = "0" * 64
+
+
+def canonical_hash(decision: Decision) -> str:
+    """sha256 hex of the decision's canonical JSON without `ledger.hash`."""
+    doc = decision.model_dump(mode="json", exclude_none=True)
+    ledger = doc.get("ledger")
+    if isinstance(ledger, dict):
+        ledger.pop("hash", None)
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerState:
+    """The tail of one partition's chain: the next sequence number and the last hash."""
+
+    seq: int = 0
+    last_hash: str = GENESIS
+
+
+def link(decision: Decision, partition: int, state: LedgerState) -> tuple[Decision, LedgerState]:
+    """The decision with its ledger link filled in, and the partition's new tail."""
+    unhashed = decision.model_copy(
+        update={"ledger": LedgerLink(partition=partition, seq=state.seq, prev_hash=state.last_hash, hash=GENESIS)}
+    )
+    digest = canonical_hash(unhashed)
+    linked = decision.model_copy(
+        update={"ledger": LedgerLink(partition=partition, seq=state.seq, prev_hash=state.last_hash, hash=digest)}
+    )
+    return linked, LedgerState(seq=state.seq + 1, last_hash=digest)
+
+
+@dataclass(frozen=True, slots=True)
+class Break:
+    """Where and how a chain breaks: `offset` is the position (topic offset or line) of the first bad record."""
+
+    offset: int
+    kind: str  # altered | gap | reordered | relinked | unchained | invalid
+    detail: str
+
+
+@dataclass
+class PartitionReport:
+    partition: int
+    records: int = 0
+    breaks: list[Break] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaks
+
+
+def verify_partition(partition: int, records: Iterable[tuple[int, bytes]]) -> PartitionReport:
+    """Check one partition's decisions, given as (offset, raw JSON) in offset order.
+
+    Reports every break: a record whose own hash does not match (altered), a sequence number that
+    skips ahead (gap: records removed), one that goes back (reordered or replayed), and a prev_hash
+    that does not name the previous record (relinked).
+    """
+    report = PartitionReport(partition)
+    expected_seq: int | None = None
+    prev_hash: str | None = None
+    for offset, raw in records:
+        report.records += 1
+        try:
+            decision = Decision.model_validate_json(raw)
+        except ValueError as exc:
+            report.breaks.append(Break(offset, "invalid", f"not a Decision v1: {str(exc).splitlines()[0]}"))
+            prev_hash, expected_seq = None, None
+            continue
+        ledger = decision.ledger
+        if ledger is None:
+            report.breaks.append(Break(offset, "unchained", "decision carries no ledger link"))
+            continue
+        if canonical_hash(decision) != ledger.hash:
+            report.breaks.append(Break(offset, "altered", f"seq {ledger.seq}: content does not match its hash"))
+        if expected_seq is not None:
+            if ledger.seq > expected_seq:
+                report.breaks.append(
+                    Break(
+                        offset,
+                        "gap",
+                        f"seq {ledger.seq} follows seq {expected_seq - 1}: "
+                        f"{ledger.seq - expected_seq} decision(s) missing",
+                    )
+                )
+            elif ledger.seq < expected_seq:
+                report.breaks.append(
+                    Break(
+                        offset, "reordered", f"seq {ledger.seq} after seq {expected_seq - 1}: out of order or replayed"
+                    )
+                )
+            elif ledger.prev_hash != prev_hash:
+                report.breaks.append(
+                    Break(offset, "relinked", f"seq {ledger.seq}: prev_hash does not match the previous record")
+                )
+        elif ledger.seq == 0 and ledger.prev_hash != GENESIS:
+            report.breaks.append(Break(offset, "relinked", "first decision does not start from the genesis hash"))
+        expected_seq = ledger.seq + 1
+        prev_hash = ledger.hash
+    return report
