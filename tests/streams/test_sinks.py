@@ -1,0 +1,119 @@
+"""Alert sinks: Alertmanager payloads, signed webhooks, retries, and resuming from the alerts topic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pytest
+
+from rules import load_engine
+from schemas import Alert
+from streams.broker import EmbeddedBroker
+from streams.kafka import ensure_topics
+from streams.publisher import Publisher
+from streams.sinks import AlertmanagerSink, SinkRunner, WebhookSink, alertmanager_payload, sign
+from tests.conftest import isolated_settings
+from tests.factories import make_agreement, make_event
+from tests.httpreceiver import http_receiver
+
+NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
+
+
+def some_alerts(n: int = 1) -> list[Alert]:
+    engine = load_engine()
+    out: list[Alert] = []
+    for i in range(n):
+        event = make_event(event_id=f"sink-{i}", fields=["pmr", "nationality"])
+        out += engine.alerts(event, engine.evaluate(event, make_agreement()))
+    return out
+
+
+def test_alertmanager_payload_carries_the_routing_labels_and_annotations() -> None:
+    alert = some_alerts()[0]
+    [posted] = alertmanager_payload(
+        [alert],
+        now=NOW,
+        ttl=dt.timedelta(hours=1),
+        generator_base="http://gw/alerts",
+        runbook_base="http://gw/runbooks",
+    )
+    assert posted["labels"] == {
+        "alertname": alert.rule_id,
+        "alert_id": alert.alert_id,
+        "severity": "critical",
+        "category": "prohibited_field",
+        "recipient_type": "research_academic",
+        "agreement": "DSA-2024-0001",
+        "gateway": "DEA2017-s64",
+        "purpose": "research",
+        "source": "gatewatch",
+    }
+    assert {"summary", "description", "runbook_url"} <= set(posted["annotations"])
+    assert posted["endsAt"] == "2026-03-10T13:00:00Z"
+    assert posted["generatorURL"].endswith(alert.alert_id)
+
+
+def test_webhook_bodies_are_signed_and_verifiable() -> None:
+    alert = some_alerts()[0]
+    with http_receiver() as receiver:
+        WebhookSink(receiver.url + "/hook", b"s3cret").deliver([alert])
+        [got] = receiver.on("/hook")
+    timestamp = got.headers["X-Gatewatch-Timestamp"]
+    assert got.headers["X-Gatewatch-Signature"] == "sha256=" + sign(b"s3cret", timestamp, got.body)
+    assert got.headers["X-Gatewatch-Signature"] != "sha256=" + sign(b"other", timestamp, got.body)
+    assert Alert.model_validate_json(got.body) == alert
+
+
+def test_transient_failures_are_retried_with_backoff_and_counted() -> None:
+    alerts = some_alerts()
+    sleeps: list[float] = []
+    with http_receiver() as receiver:
+        receiver.fail_next = 4
+        runner = SinkRunner(isolated_settings_stub(), AlertmanagerSink(receiver.url), sleep=sleeps.append)
+        runner.deliver_with_retry(alerts)
+        assert len(receiver.on("/api/v2/alerts")) == 1
+    assert sleeps == [0.5, 1.0, 2.0, 4.0]
+    registry_value = runner.metrics.failures.labels("alertmanager")._value.get()
+    assert registry_value == 4
+
+
+def test_a_refused_payload_is_counted_and_not_retried_forever() -> None:
+    with http_receiver() as receiver:
+        receiver.status = 400
+        runner = SinkRunner(isolated_settings_stub(), AlertmanagerSink(receiver.url), sleep=lambda _: None)
+        runner.deliver_with_retry(some_alerts())
+        assert len(receiver.requests) == 1
+    assert runner.metrics.rejected.labels("alertmanager")._value.get() >= 1
+
+
+def isolated_settings_stub():  # type: ignore[no-untyped-def]
+    from streams.settings import Settings
+
+    return Settings(kafka_bootstrap="127.0.0.1:1")
+
+
+@pytest.mark.integration
+def test_sink_loses_nothing_while_the_receiver_is_down_and_resumes_from_the_topic(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    settings = isolated_settings(broker, tmp_path)
+    ensure_topics(settings)
+    alerts = some_alerts(6)
+    with Publisher(settings) as pub:
+        for alert in alerts[:3]:
+            pub.publish_raw(alert.model_dump_json().encode(), key=alert.alert_id.encode(), topic=settings.topics.alerts)
+    with http_receiver() as receiver:
+        receiver.fail_next = 3  # Alertmanager "down" for the first three attempts
+        runner = SinkRunner(settings, AlertmanagerSink(receiver.url), sleep=lambda s: threading.Event().wait(0.05))
+        runner.run(idle_exit_after=3.0)
+        first = [a["labels"]["alert_id"] for r in receiver.on("/api/v2/alerts") for a in r.json()]
+    assert sorted(first) == sorted(a.alert_id for a in alerts[:3])
+    with Publisher(settings) as pub:
+        for alert in alerts[3:]:
+            pub.publish_raw(alert.model_dump_json().encode(), key=alert.alert_id.encode(), topic=settings.topics.alerts)
+    with http_receiver() as receiver:  # a new sink process: committed offsets mean it resumes after the first three
+        SinkRunner(settings, AlertmanagerSink(receiver.url)).run(idle_exit_after=3.0)
+        second = [a["labels"]["alert_id"] for r in receiver.on("/api/v2/alerts") for a in r.json()]
+    assert sorted(second) == sorted(a.alert_id for a in alerts[3:])
