@@ -10,8 +10,10 @@ app with two agents:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import signal
 import time
 from collections import Counter as TallyCounter
 from collections.abc import Iterable
@@ -29,6 +31,7 @@ from schemas.ledger import LedgerState, link
 from streams.kafka import faust_broker_options
 from streams.metrics import Metrics
 from streams.processing import AgreementCache, Outcome, Processor, make_dead_letter
+from streams.reload import ServingPack
 from streams.settings import Settings
 
 __all__ = ["WorkerApp", "build_worker_app"]
@@ -63,7 +66,7 @@ class WorkerApp:
     """The Faust app and the objects it closes over (exposed for tests and the CLI)."""
 
     app: faust.App
-    engine: Engine
+    pack: ServingPack
     metrics: Metrics
     registry: CollectorRegistry
     processor: Processor
@@ -108,21 +111,13 @@ def build_worker_app(
     engine: Engine | None = None,
     registry: CollectorRegistry | None = None,
 ) -> WorkerApp:
-    if engine is None:
-        key = settings.pupil_hmac_key.get_secret_value().encode() if settings.pupil_hmac_key else None
-        if key is None:
-            log.warning("pupil_hmac_key_unset", hint="set GATEWATCH_PUPIL_HMAC_KEY in production")
-        engine = load_engine(settings.rule_pack_dir, pupil_key=key)
+    key = settings.pupil_hmac_key.get_secret_value().encode() if settings.pupil_hmac_key else None
+    if key is None:
+        log.warning("pupil_hmac_key_unset", hint="set GATEWATCH_PUPIL_HMAC_KEY in production")
+    engine = engine or load_engine(settings.rule_pack_dir, pupil_key=key)
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry, gateways=engine.catalogue.gateways, purposes=engine.catalogue.purposes)
-    metrics.set_pack(engine.pack, ((r.id, r.category, r.severity) for r in engine.rules))
-    for rule in engine.rules:
-        # The dashboards compare Home Office requests with the cap the pack enforces (tagged rule).
-        if "home_office_cap" in rule.tags and rule.window is not None and rule.window.threshold_text.isdigit():
-            metrics.home_office_cap.set(int(rule.window.threshold_text))
-    sweep_rules = [r.id for r in engine.rules if r.scope == "agreement" and r.enabled]
-    for rule_id in sweep_rules:
-        metrics.governance_gaps.labels(rule_id).set(0)
+    pack = ServingPack(engine, metrics, pack_dir=settings.rule_pack_dir, pupil_key=key)
 
     app = faust.App(settings.app_id, **_faust_options(settings))
     t = settings.topics
@@ -162,7 +157,7 @@ def build_worker_app(
     ledger_tails = app.Table("ledger", partitions=settings.partitions, default=None)
 
     processor = Processor(
-        engine,
+        pack.engine,
         AgreementCache(register),
         metrics,
         max_message_bytes=settings.max_message_bytes,
@@ -236,7 +231,7 @@ def build_worker_app(
                 lookup = PupilLookup.model_validate_json(msg.value)
                 state = pupil_states.get(msg.partition)
                 state.advance(lookup.occurred_at.timestamp())
-                raised = engine.run_pupil(lookup, state)
+                raised = pack.engine.run_pupil(lookup, state)
             except Exception:  # an internal topic: a bad record is a bug, logged, never a stopped stream
                 log.exception("pupil_lookup_failed", offset=msg.offset)
                 continue
@@ -248,9 +243,9 @@ def build_worker_app(
     async def governance_sweep() -> None:
         """Governance gaps (overdue audits, unconfirmed destruction) raise alerts even with no events."""
         agreements = [a for k in list(register.keys()) if (a := processor.agreements(k)) is not None]
-        raised = engine.sweep(agreements, dt.datetime.now(dt.UTC))
+        raised = pack.engine.sweep(agreements, dt.datetime.now(dt.UTC))
         open_gaps = TallyCounter(alert.rule_id for alert in raised)
-        for rule_id in sweep_rules:
+        for rule_id in pack.sweep_rules:
             metrics.governance_gaps.labels(rule_id).set(open_gaps.get(rule_id, 0))
         for alert in raised:
             if alert.alert_id not in swept:  # the same gap is refreshed every sweep; count it once
@@ -328,6 +323,19 @@ def build_worker_app(
 
     @app.page("/healthz")
     async def health_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json({"status": "ok", "agreements": len(register), "pack": engine.pack.model_dump()})
+        return web.json({"status": "ok", "agreements": len(register), "pack": pack.engine.pack.model_dump()})
 
-    return WorkerApp(app=app, engine=engine, metrics=metrics, registry=registry, processor=processor, register=register)
+    pack.on_swap(lambda new: setattr(processor, "engine", new))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def reload_on_sighup() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, pack.reload, "SIGHUP")
+
+    if settings.rule_reload_interval_seconds > 0:
+
+        @app.timer(interval=settings.rule_reload_interval_seconds)  # type: ignore[untyped-decorator]
+        async def reload_on_change() -> None:
+            if pack.changed_on_disk():
+                pack.reload("pack files changed")
+
+    return WorkerApp(app=app, pack=pack, metrics=metrics, registry=registry, processor=processor, register=register)

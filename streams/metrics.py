@@ -127,6 +127,11 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        self.pack_reload_failing = Gauge(
+            "gatewatch_rule_pack_reload_failing",
+            "1 while the rule pack on disk failed validation and the previous pack is still serving",
+            registry=registry,
+        )
         self.window_keys = Gauge(
             "gatewatch_window_state_keys",
             "Entries in the worker's windowed state tables (recipient windows, per-pupil windows)",

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:6066",
         description="Base URL people use to reach Gatewatch; alert generator and runbook links start with it",
     )
+    rule_reload_interval_seconds: float = Field(
+        default=10.0, ge=0, description="How often the worker checks the pack files for changes (0 = only on SIGHUP)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="debug, info, warning or error"
     )
