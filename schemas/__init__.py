@@ -6,7 +6,7 @@ Pure pydantic models; no I/O. `python -m schemas` regenerates the JSON Schemas i
 from schemas.agreement import Agreement
 from schemas.decision import Alert, DeadLetter, Decision, Issue, MessageRef, PackRef, Violation
 from schemas.errors import issues_from_validation_error
-from schemas.event import AccessEvent, Actor, Recipient
+from schemas.event import MAX_BATCH_EVENTS, AccessEvent, AccessEventBatch, Actor, Recipient
 from schemas.export import MODELS, json_schemas
 from schemas.vocab import (
     AccessRoute,
@@ -22,8 +22,10 @@ from schemas.vocab import (
 )
 
 __all__ = [
+    "MAX_BATCH_EVENTS",
     "MODELS",
     "AccessEvent",
+    "AccessEventBatch",
     "AccessRoute",
     "Action",
     "Actor",

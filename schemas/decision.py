@@ -28,6 +28,7 @@ class MessageRef(Contract):
     topic: ShortText
     partition: int = Field(ge=0)
     offset: int = Field(ge=0)
+    index: int | None = Field(default=None, ge=0, description="Position of the event inside a batch message")
 
 
 class Violation(Contract):

@@ -20,7 +20,9 @@ from schemas._common import (
 )
 from schemas.vocab import Action, Channel, OrgType
 
-__all__ = ["AccessEvent", "Actor", "Recipient"]
+__all__ = ["MAX_BATCH_EVENTS", "AccessEvent", "AccessEventBatch", "Actor", "Recipient"]
+
+MAX_BATCH_EVENTS = 1000
 
 
 class Actor(Contract):
@@ -85,3 +87,14 @@ class AccessEvent(Contract):
         if len(set(value)) != len(value):
             raise ValueError("must not repeat a value")
         return value
+
+
+class AccessEventBatch(Contract):
+    """Up to 1,000 events of ONE recipient in one Kafka message (keyed by that recipient's org id).
+
+    For high-volume producers: the worker evaluates each event as if it had come alone and writes one
+    decision per event; an invalid event in a batch becomes its own dead letter and the rest go on.
+    """
+
+    schema_version: Literal["1"]
+    events: tuple[AccessEvent, ...] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)

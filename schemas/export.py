@@ -9,13 +9,14 @@ from pydantic import BaseModel
 
 from schemas.agreement import Agreement
 from schemas.decision import Alert, DeadLetter, Decision
-from schemas.event import AccessEvent
+from schemas.event import AccessEvent, AccessEventBatch
 
 __all__ = ["MODELS", "json_schemas", "render"]
 
 #: file stem -> model; the stem is the file name under schemas/json/ (e.g. access_event.v1.json).
 MODELS: dict[str, type[BaseModel]] = {
     "access_event.v1": AccessEvent,
+    "access_event_batch.v1": AccessEventBatch,
     "agreement.v1": Agreement,
     "decision.v1": Decision,
     "alert.v1": Alert,

@@ -187,20 +187,23 @@ def build_worker_app(
             msg = event.message
             ref = MessageRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
             try:
-                outcome = processor.process(msg.value, msg.key, ref, state=recipient_states.get(msg.partition))
+                outcomes = processor.process_message(msg.value, msg.key, ref, state=recipient_states.get(msg.partition))
             except Exception as exc:  # the engine must never stop the stream; keep the bytes instead
                 log.exception("engine_crash", offset=msg.offset)
-                outcome = Outcome(
-                    dead_letter=make_dead_letter(
-                        msg.value,
-                        msg.key,
-                        ref,
-                        DeadLetterReason.ENGINE_ERROR,
-                        [Issue(loc="$", message=f"engine failed: {type(exc).__name__}", type="engine_error")],
+                outcomes = [
+                    Outcome(
+                        dead_letter=make_dead_letter(
+                            msg.value,
+                            msg.key,
+                            ref,
+                            DeadLetterReason.ENGINE_ERROR,
+                            [Issue(loc="$", message=f"engine failed: {type(exc).__name__}", type="engine_error")],
+                        )
                     )
-                )
+                ]
                 metrics.dead_letters.labels("access", DeadLetterReason.ENGINE_ERROR.value).inc()
-            await send_outcome(outcome, msg.key, msg.partition)
+            for outcome in outcomes:
+                await send_outcome(outcome, msg.key, msg.partition)
             processed[msg.partition] = msg.offset + 1
             done = done_gauges.get(msg.partition)
             if done is None:

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
 
 from rules import Engine, PupilLookup, WindowState
 from schemas import (
+    MAX_BATCH_EVENTS,
     AccessEvent,
+    AccessEventBatch,
     Agreement,
     Alert,
     DeadLetter,
@@ -41,6 +45,9 @@ __all__ = [
 ]
 
 log = structlog.get_logger("gatewatch.worker")
+
+#: How a batch envelope is recognised cheaply before parsing (a single event has no `events` field).
+BATCH_MARKER = b'"events"'
 
 #: Given an agreement id, the agreement currently in the register (or None).
 AgreementLookup = Callable[[str], Agreement | None]
@@ -115,7 +122,7 @@ class Processor:
         state: WindowState | None = None,
         pupil_state: WindowState | None = None,
     ) -> Outcome:
-        """Decode, validate and evaluate one message.
+        """Decode, validate and evaluate one single-event message.
 
         `state` holds the windowed state of the message's partition; `pupil_state` is given only when
         one process sees every event (offline), otherwise cross-recipient look-ups are returned in
@@ -125,28 +132,127 @@ class Processor:
         raw = value if value is not None else b""
         now = self.clock()
         if len(raw) > self.max_message_bytes:
-            return self._dead(
-                raw,
-                key,
-                source,
-                now,
-                DeadLetterReason.TOO_LARGE,
-                [
-                    Issue(
-                        loc="$",
-                        type="too_large",
-                        message=f"message is {len(raw)} bytes, over the limit of {self.max_message_bytes}",
-                    )
-                ],
-            )
+            return self._too_large(raw, key, source, now)
         try:
             event = AccessEvent.model_validate_json(raw)
         except ValidationError as exc:
             reason, issues = classify_invalid(raw, exc)
             return self._dead(raw, key, source, now, reason, issues)
+        return self._evaluate(event, raw, key, source, now, state, pupil_state, started)
+
+    def process_message(
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        source: MessageRef,
+        *,
+        state: WindowState | None = None,
+        pupil_state: WindowState | None = None,
+    ) -> list[Outcome]:
+        """One outcome per event: a message is a single event or an AccessEventBatch of one recipient's events.
+
+        A batch that fails validation as a whole is split: each valid event is still evaluated, each
+        invalid one becomes its own dead letter (its bytes, the message's position and its index), so one
+        bad event never costs the others.
+        """
+        raw = value if value is not None else b""
+        if BATCH_MARKER not in raw[:256]:
+            return [self.process(raw, key, source, state=state, pupil_state=pupil_state)]
+        started = time.perf_counter()
+        now = self.clock()
+        if len(raw) > self.max_message_bytes:
+            return [self._too_large(raw, key, source, now)]
+        try:
+            batch = AccessEventBatch.model_validate_json(raw)
+        except ValidationError:
+            items = _batch_items(raw)
+            if items is None:  # not a batch after all: judge it as a single event (it will dead-letter)
+                return [self.process(raw, key, source, state=state, pupil_state=pupil_state)]
+            return self._process_items(items, key, source, now, state, pupil_state)
+        recipients = {event.recipient.org_id for event in batch.events}
+        if len(recipients) > 1:
+            return [
+                self._dead(
+                    raw,
+                    key,
+                    source,
+                    now,
+                    DeadLetterReason.SCHEMA_VIOLATION,
+                    [
+                        Issue(
+                            loc="events",
+                            type="mixed_recipients",
+                            message=f"a batch must carry one recipient's events; found {len(recipients)} recipients",
+                        )
+                    ],
+                )
+            ]
+        return [
+            self._evaluate(
+                event,
+                None,
+                key,
+                source.model_copy(update={"index": i}),
+                now,
+                state,
+                pupil_state,
+                started if i == 0 else time.perf_counter(),
+            )
+            for i, event in enumerate(batch.events)
+        ]
+
+    def _process_items(
+        self,
+        items: list[Any],
+        key: bytes | None,
+        source: MessageRef,
+        now: dt.datetime,
+        state: WindowState | None,
+        pupil_state: WindowState | None,
+    ) -> list[Outcome]:
+        outcomes = []
+        for i, item in enumerate(items):
+            item_raw = json.dumps(item, separators=(",", ":")).encode()
+            ref = source.model_copy(update={"index": i})
+            try:
+                event = AccessEvent.model_validate_json(item_raw)
+            except ValidationError as exc:
+                reason, issues = classify_invalid(item_raw, exc)
+                outcomes.append(self._dead(item_raw, key, ref, now, reason, issues))
+                continue
+            outcomes.append(self._evaluate(event, item_raw, key, ref, now, state, pupil_state, time.perf_counter()))
+        return outcomes
+
+    def _too_large(self, raw: bytes, key: bytes | None, source: MessageRef, now: dt.datetime) -> Outcome:
+        return self._dead(
+            raw,
+            key,
+            source,
+            now,
+            DeadLetterReason.TOO_LARGE,
+            [
+                Issue(
+                    loc="$",
+                    type="too_large",
+                    message=f"message is {len(raw)} bytes, over the limit of {self.max_message_bytes}",
+                )
+            ],
+        )
+
+    def _evaluate(
+        self,
+        event: AccessEvent,
+        raw: bytes | None,
+        key: bytes | None,
+        source: MessageRef,
+        now: dt.datetime,
+        state: WindowState | None,
+        pupil_state: WindowState | None,
+        started: float,
+    ) -> Outcome:
         if event.occurred_at - now > self.max_future_skew:
             return self._dead(
-                raw,
+                raw if raw is not None else event.model_dump_json(exclude_none=True).encode(),
                 key,
                 source,
                 now,
@@ -263,6 +369,20 @@ def make_dead_letter(
         errors=tuple(issues[:64]),
         received_at=now or _utcnow(),
     )
+
+
+def _batch_items(raw: bytes) -> list[Any] | None:
+    """The `events` list of something shaped like a batch envelope, or None if it is not one."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or set(doc) != {"schema_version", "events"} or doc["schema_version"] != "1":
+        return None
+    events = doc["events"]
+    if not isinstance(events, list) or not 0 < len(events) <= MAX_BATCH_EVENTS:
+        return None
+    return events
 
 
 class AgreementCache:

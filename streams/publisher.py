@@ -9,7 +9,7 @@ from typing import Any
 from kafka import KafkaProducer
 from pydantic import ValidationError
 
-from schemas import AccessEvent, Agreement, issues_from_validation_error
+from schemas import MAX_BATCH_EVENTS, AccessEvent, Agreement, issues_from_validation_error
 from streams.exceptions import PublishError
 from streams.kafka import kafka_python_config
 from streams.settings import Settings
@@ -62,6 +62,32 @@ class Publisher:
         for event in events:
             self.publish_event(event)
             count += 1
+        return count
+
+    def publish_batches(self, events: Iterable[AccessEvent | Mapping[str, Any]], *, batch_size: int = 500) -> int:
+        """Publish events as AccessEventBatch messages: up to `batch_size` events of one recipient each.
+
+        Events are grouped by recipient in arrival order (a batch is flushed when it is full or when the
+        stream ends), so per-recipient order is kept and each batch lands on its recipient's partition.
+        """
+        if not 1 <= batch_size <= MAX_BATCH_EVENTS:
+            raise PublishError(f"batch_size must be 1..{MAX_BATCH_EVENTS}, got {batch_size}")
+        pending: dict[str, list[bytes]] = {}
+        count = 0
+
+        def flush(org_id: str) -> None:
+            body = b'{"schema_version":"1","events":[' + b",".join(pending.pop(org_id)) + b"]}"
+            self._producer.send(self.settings.topics.access, key=org_id.encode(), value=body)
+
+        for event in events:
+            valid = self.validate_event(event)
+            org_id = valid.recipient.org_id
+            pending.setdefault(org_id, []).append(valid.model_dump_json(exclude_none=True).encode())
+            count += 1
+            if len(pending[org_id]) >= batch_size:
+                flush(org_id)
+        for org_id in list(pending):
+            flush(org_id)
         return count
 
     def publish_raw(self, value: bytes | None, key: bytes | None = None, topic: str | None = None) -> None:

@@ -145,3 +145,42 @@ def test_agreement_cache_reparses_only_when_the_register_entry_changes() -> None
     source[agreement.agreement_id] = make_agreement(status="suspended").model_dump_json()
     assert cache(agreement.agreement_id).status.value == "suspended"  # type: ignore[union-attr]
     assert cache("unknown") is None
+
+
+def batch(*events: dict[str, object]) -> bytes:
+    return json.dumps({"schema_version": "1", "events": list(events)}).encode()
+
+
+def test_a_batch_gives_one_decision_per_event_with_its_index(processor: Processor) -> None:
+    outcomes = processor.process_message(
+        batch(event_dict(event_id="b1"), event_dict(event_id="b2", fields=["pmr", "nationality"])), b"k", REF
+    )
+    assert [o.decision.event_id for o in outcomes if o.decision] == ["b1", "b2"]
+    assert [o.decision.source.index for o in outcomes if o.decision and o.decision.source] == [0, 1]
+    assert [o.decision.verdict.value for o in outcomes if o.decision] == ["compliant", "violation"]
+
+
+def test_an_invalid_event_in_a_batch_is_dead_lettered_alone(processor: Processor) -> None:
+    outcomes = processor.process_message(
+        batch(event_dict(event_id="b1"), event_dict(event_id="b2", record_count=-1), event_dict(event_id="b3")),
+        b"k",
+        REF,
+    )
+    assert [o.decision.event_id if o.decision else "dead" for o in outcomes] == ["b1", "dead", "b3"]
+    dead = outcomes[1].dead_letter
+    assert dead is not None
+    assert dead.source.index == 1
+    assert json.loads(base64.b64decode(dead.value_b64))["event_id"] == "b2"
+
+
+def test_a_batch_mixing_recipients_is_refused_whole(processor: Processor) -> None:
+    other = event_dict(event_id="b2", recipient={"org_id": "someone-else"})
+    [outcome] = processor.process_message(batch(event_dict(event_id="b1"), other), b"k", REF)
+    assert outcome.dead_letter is not None
+    assert outcome.dead_letter.errors[0].type == "mixed_recipients"
+
+
+def test_a_single_event_mentioning_events_is_still_a_single_event(processor: Processor) -> None:
+    [outcome] = processor.process_message(encode(event_dict(source_system="events")), b"k", REF)
+    assert outcome.decision is not None
+    assert outcome.decision.verdict.value == "compliant"

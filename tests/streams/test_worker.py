@@ -114,3 +114,14 @@ def test_decisions_on_the_topic_form_an_intact_hash_chain(running: tuple[Setting
     reports = verify_topic(settings)
     assert sum(r.records for r in reports) == len(EVENTS)
     assert all(r.ok for r in reports), [b for r in reports for b in r.breaks]
+
+
+def test_batched_events_each_get_a_decision(running: tuple[Settings, WorkerProcess]) -> None:
+    settings, _ = running
+    events = [make_event(event_id=f"it-batch-{i}", record_count=10 + i) for i in range(25)]
+    with Publisher(settings) as pub:
+        assert pub.publish_batches(events, batch_size=10) == 25
+    decisions = read_topic(settings, settings.topics.decisions, expected=len(EVENTS) + 25)
+    batched = {d["event_id"]: d for d in decisions if str(d["event_id"]).startswith("it-batch-")}
+    assert set(batched) == {e.event_id for e in events}
+    assert {d["source"]["index"] for d in batched.values()} == set(range(10))  # type: ignore[index]
