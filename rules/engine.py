@@ -18,13 +18,15 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from rules._index import RuleIndex, construct
 from rules._problems import Problem
 from rules._windowed import Observation, observe
 from rules.catalogue import Catalogue
 from rules.exceptions import RulePackError
-from rules.facts import LONDON, Facts
+from rules.facts import LONDON, Facts, index_key
 from rules.loader import LoadedPack, Rule, load_pack
 from rules.windows import WindowState
+from schemas._common import MAX_LIST
 from schemas.agreement import Agreement
 from schemas.decision import Alert, Decision, Issue, MessageRef, PackRef, Violation
 from schemas.event import AccessEvent, Actor, Recipient
@@ -110,14 +112,19 @@ class Engine:
         "_pupil",
         "_pupil_key",
         "_stateless",
+        "_stateless_index",
         "_sweep",
         "_windowed",
+        "_windowed_ids",
+        "_windowed_index",
         "catalogue",
         "pack",
         "rules",
     )
 
-    def __init__(self, loaded: LoadedPack, *, pupil_key: bytes | None = None) -> None:
+    def __init__(self, loaded: LoadedPack, *, pupil_key: bytes | None = None, indexed: bool = True) -> None:
+        """Compile the rule index. `indexed=False` evaluates every rule's full condition on every event
+        (the reference the index is tested against); the results are the same, only slower."""
         self._pack = loaded
         self.pack = PackRef(name=loaded.name, version=loaded.version, sha256=loaded.sha256)
         self.rules: tuple[Rule, ...] = loaded.rules
@@ -131,6 +138,9 @@ class Engine:
         self._pupil = tuple(r for r in event_scoped if r.window is not None and r.window.per == "pupil")
         self._sweep = tuple(r for r in self._active if r.scope == "agreement")
         self._pupil_key = DEVELOPMENT_PUPIL_KEY if pupil_key is None else pupil_key
+        self._stateless_index = RuleIndex(self._stateless, indexed=indexed)
+        self._windowed_index = RuleIndex(self._windowed, indexed=indexed)
+        self._windowed_ids = frozenset(r.id for r in self._windowed) | frozenset(r.id for r in self._pupil)
 
     def rule(self, rule_id: str) -> Rule:
         """The compiled rule with this id (KeyError names the id)."""
@@ -161,13 +171,15 @@ class Engine:
         facts = Facts(event, agreement, self.catalogue)
         violations: list[Violation] = []
         errors: list[Issue] = []
-        self._stateless_pass(facts, violations, errors)
+        self._stateless_pass(facts, index_key(facts), violations, errors)
         return self._decision(event, violations, errors, evaluated_at, source)
 
-    def _stateless_pass(self, facts: Facts, violations: list[Violation], errors: list[Issue]) -> None:
-        for rule in self._stateless:
+    def _stateless_pass(
+        self, facts: Facts, key: tuple[Any, ...], violations: list[Violation], errors: list[Issue]
+    ) -> None:
+        for rule, condition in self._stateless_index.candidates(key):
             try:
-                if not rule.condition(facts):
+                if not condition(facts):
                     continue
                 explanation = rule.message.render(facts)
             except Exception as exc:
@@ -183,6 +195,39 @@ class Engine:
         evaluated_at: dt.datetime | None,
         source: MessageRef | None,
     ) -> Decision:
+        if evaluated_at is None:
+            evaluated_at = dt.datetime.now(dt.UTC)
+        if (
+            not errors
+            and len(violations) <= MAX_LIST
+            and evaluated_at.utcoffset() is not None
+            and (source is None or type(source) is MessageRef)
+        ):
+            # Every value below is already valid: the event is a validated AccessEvent (the same
+            # constraints as the decision's fields), violations and the pack ref are models.
+            return construct(
+                Decision,
+                {
+                    "schema_version": "1",
+                    "event_id": event.event_id,
+                    "evaluated_at": evaluated_at,
+                    "verdict": Verdict.VIOLATION if violations else Verdict.COMPLIANT,
+                    "violations": tuple(violations),
+                    "errors": (),
+                    "pack": self.pack,
+                    "occurred_at": event.occurred_at,
+                    "action": event.action,
+                    "recipient_org_id": event.recipient.org_id,
+                    "recipient_type": event.recipient.org_type,
+                    "agreement_id": event.agreement_id,
+                    "legal_gateway": event.legal_gateway,
+                    "purpose": event.purpose,
+                    "record_count": event.record_count,
+                    "source": source,
+                    "ledger": None,
+                },
+                _DECISION_FIELDS_SET,
+            )
         return Decision(
             event_id=event.event_id,
             evaluated_at=evaluated_at or dt.datetime.now(dt.UTC),
@@ -222,14 +267,15 @@ class Engine:
         facts = Facts(event, agreement, self.catalogue)
         violations: list[Violation] = []
         errors: list[Issue] = []
-        self._stateless_pass(facts, violations, errors)
+        key = index_key(facts)
+        self._stateless_pass(facts, key, violations, errors)
         stateless = len(violations)
         windowed_alerts: list[Alert] = []
         if state is not None and self._windowed:
             t = event.occurred_at.timestamp()
-            for rule in self._windowed:
+            for rule, condition in self._windowed_index.candidates(key):
                 try:
-                    if not rule.condition(facts):
+                    if not condition(facts):
                         continue
                     self._window_rule(rule, facts, state, t, violations, windowed_alerts)
                 except Exception as exc:
@@ -260,8 +306,7 @@ class Engine:
         if len(violations) > stateless:  # keep pack order across stateless and windowed rules
             violations.sort(key=lambda v: self._index[v.rule_id])
         decision = self._decision(event, violations, errors, evaluated_at, source)
-        windowed = {r.id for r in self._windowed} | {r.id for r in self._pupil}
-        alerts = self._event_alerts(event, decision, skip=windowed) + windowed_alerts
+        alerts = self._event_alerts(event, decision, skip=self._windowed_ids, fast=True) + windowed_alerts
         return Evaluation(decision, alerts)
 
     def _keys(self, rule: Rule, event: AccessEvent) -> list[tuple[str, str]]:
@@ -457,13 +502,46 @@ class Engine:
         """
         return self._event_alerts(event, decision, skip=frozenset())
 
-    def _event_alerts(self, event: AccessEvent, decision: Decision, *, skip: Iterable[str]) -> list[Alert]:
+    def _event_alerts(
+        self, event: AccessEvent, decision: Decision, *, skip: Iterable[str], fast: bool = False
+    ) -> list[Alert]:
         out: list[Alert] = []
-        skip = set(skip)
+        if not decision.violations:
+            return out
+        skip = skip if isinstance(skip, frozenset) else set(skip)
         for v in decision.violations:
             if v.rule_id in skip:
                 continue
             rule = self._by_id.get(v.rule_id)
+            if fast and rule is not None:  # run(): the violation and the event are valid, so is the alert
+                out.append(
+                    construct(
+                        Alert,
+                        {
+                            "schema_version": "1",
+                            "alert_id": alert_id(self.pack.name, v.rule_id, event.event_id),
+                            "rule_id": v.rule_id,
+                            "category": v.category,
+                            "severity": v.severity,
+                            "title": v.title,
+                            "explanation": v.explanation,
+                            "legal_basis": v.legal_basis,
+                            "runbook": rule.runbook,
+                            "recipient_org_id": event.recipient.org_id,
+                            "recipient_type": event.recipient.org_type,
+                            "agreement_id": event.agreement_id,
+                            "legal_gateway": event.legal_gateway,
+                            "purpose": event.purpose,
+                            "event_ids": (event.event_id,),
+                            "first_seen": event.occurred_at,
+                            "last_seen": event.occurred_at,
+                            "count": 1,
+                            "pack": decision.pack,
+                        },
+                        _ALERT_FIELDS_SET,
+                    )
+                )
+                continue
             out.append(
                 Alert(
                     alert_id=alert_id(self.pack.name, v.rule_id, event.event_id),
@@ -532,7 +610,25 @@ def _engine_error(rule: Rule, exc: Exception) -> Issue:
     )
 
 
+_DECISION_FIELDS_SET = frozenset(Decision.model_fields) - {"schema_version", "ledger"}
+_ALERT_FIELDS_SET = frozenset(Alert.model_fields) - {"schema_version"}
+_VIOLATION_FIELDS_SET = frozenset(Violation.model_fields)
+
+
 def _violation(rule: Rule, explanation: str) -> Violation:
+    if explanation:  # rule metadata was validated at load; an empty message is left to validation
+        return construct(
+            Violation,
+            {
+                "rule_id": rule.id,
+                "category": rule.category,
+                "severity": rule.severity,
+                "title": rule.title,
+                "explanation": _clip(explanation),
+                "legal_basis": rule.legal_basis,
+            },
+            _VIOLATION_FIELDS_SET,
+        )
     return Violation(
         rule_id=rule.id,
         category=rule.category,

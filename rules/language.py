@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rules.exceptions import ConditionError
-from rules.facts import FACTS, Fact, Facts
+from rules.facts import FACTS, INDEX_FACTS, INDEX_NONEMPTY, INDEX_NULL, Fact, Facts, KeyFn
 
 __all__ = [
     "FUNCTIONS",
@@ -26,7 +26,9 @@ __all__ = [
     "Compiled",
     "Template",
     "Vocabulary",
+    "chain",
     "compile_condition",
+    "compile_condition_node",
     "compile_expression",
     "compile_template",
 ]
@@ -108,13 +110,22 @@ class Compiled:
     value: Any = None
     domain: str | None = None
     fact: str | None = None
+    #: For a list: a cheaper closure giving bool(value), used by any()/empty().
+    nonempty: Fn | None = None
+    #: The node's value computed from the event's index key, when the key determines it
+    #: (rules.facts.INDEX_FACTS); the engine indexes rules by their leading conjuncts' keyfn.
+    keyfn: KeyFn | None = None
+    #: The operands of an `and` chain (flattened through parentheses), in order.
+    conjuncts: tuple[Compiled, ...] = ()
+    #: The operands of an `or` chain (flattened through parentheses), in order.
+    disjuncts: tuple[Compiled, ...] = ()
 
 
 def _const(value: Any, type_: str) -> Compiled:
     def get(_f: Facts) -> Any:
         return value
 
-    return Compiled(get, type_, value is None, True, value)
+    return Compiled(get, type_, value is None, True, value, keyfn=lambda _k: value)
 
 
 # --- functions -------------------------------------------------------------------------------------
@@ -151,7 +162,7 @@ FUNCTIONS: dict[str, Function] = {
 }
 
 
-def _chain(fns: list[Fn], *, any_of: bool) -> Fn:
+def chain(fns: list[Fn], *, any_of: bool) -> Fn:
     """One closure for a whole `a and b and c` (or `or`) chain: fewer nested calls per evaluation."""
     if len(fns) == 2:
         a, b = fns
@@ -180,6 +191,17 @@ def _chain(fns: list[Fn], *, any_of: bool) -> Fn:
         return all(fn(f) for fn in items)
 
     return all_chain
+
+
+def _key_chain(parts: tuple[Compiled, ...], any_of: bool) -> KeyFn | None:
+    """The keyfn of an and/or chain whose every operand has one (else None)."""
+    fns = [p.keyfn for p in parts]
+    if any(fn is None for fn in fns):
+        return None
+    items = tuple(fn for fn in fns if fn is not None)
+    if any_of:
+        return lambda k: any(fn(k) for fn in items)
+    return lambda k: all(fn(k) for fn in items)
 
 
 def _difference(a: Any, b: Any) -> tuple[Any, ...]:
@@ -264,7 +286,10 @@ class _Parser:
             self.need(right, "bool", "'or'", tok)
             parts.append(right)
         self.depth -= 1
-        return node if len(parts) == 1 else Compiled(_chain([p.fn for p in parts], any_of=True), "bool")
+        if len(parts) == 1:
+            return node
+        flat = tuple(q for p in parts for q in (p.disjuncts or (p,)))
+        return Compiled(chain([p.fn for p in flat], any_of=True), "bool", disjuncts=flat, keyfn=_key_chain(flat, True))
 
     def and_(self) -> Compiled:
         first = self.peek()
@@ -276,7 +301,12 @@ class _Parser:
             self.need(node, "bool", "'and'", first)
             self.need(right, "bool", "'and'", tok)
             parts.append(right)
-        return node if len(parts) == 1 else Compiled(_chain([p.fn for p in parts], any_of=False), "bool")
+        if len(parts) == 1:
+            return node
+        flat = tuple(q for p in parts for q in (p.conjuncts or (p,)))
+        return Compiled(
+            chain([p.fn for p in flat], any_of=False), "bool", conjuncts=flat, keyfn=_key_chain(flat, False)
+        )
 
     def not_(self) -> Compiled:
         if self.at("kw", "not"):
@@ -286,7 +316,8 @@ class _Parser:
             self.depth -= 1
             self.need(inner, "bool", "'not'", tok)
             fn = inner.fn
-            return Compiled(lambda f: not fn(f), "bool")
+            ik = inner.keyfn
+            return Compiled(lambda f: not fn(f), "bool", keyfn=None if ik is None else (lambda k: not ik(k)))
         return self.comparison()
 
     def comparison(self) -> Compiled:
@@ -332,7 +363,13 @@ class _Parser:
                 fn = lambda f: lf(f) == rf(f)  # noqa: E731
             else:
                 fn = lambda f: lf(f) != rf(f)  # noqa: E731
-            return Compiled(fn, "bool")
+            lk, rk = left.keyfn, right.keyfn
+            keyfn: KeyFn | None = None
+            if lk is not None and rk is not None:
+                keyfn = (lambda k: lk(k) == rk(k)) if op == "==" else (lambda k: lk(k) != rk(k))
+            elif right.const and right.value is None and (nk := INDEX_NULL.get(left.fact or "")) is not None:
+                keyfn = nk if op == "==" else (lambda k: not nk(k))
+            return Compiled(fn, "bool", keyfn=keyfn)
         self.need(left, "int", f"'{op}'", tok)
         self.need(right, "int", f"'{op}'", tok)
         lf, rf = left.fn, right.fn
@@ -355,14 +392,20 @@ class _Parser:
             )
         self.check_codes(left, right, tok)
         lf, rf = left.fn, right.fn
+        lk, rk = left.keyfn, right.keyfn
+        keyfn: KeyFn | None = None
         if right.const:
             s = frozenset(right.value)
             fn: Fn = (lambda f: lf(f) not in s) if negate else (lambda f: lf(f) in s)
+            if lk is not None:
+                keyfn = (lambda k: lk(k) not in s) if negate else (lambda k: lk(k) in s)
         elif negate:
             fn = lambda f: lf(f) not in rf(f)  # noqa: E731
         else:
             fn = lambda f: lf(f) in rf(f)  # noqa: E731
-        return Compiled(fn, "bool")
+        if keyfn is None and lk is not None and rk is not None:
+            keyfn = (lambda k: lk(k) not in rk(k)) if negate else (lambda k: lk(k) in rk(k))
+        return Compiled(fn, "bool", keyfn=keyfn)
 
     def additive(self) -> Compiled:
         node = self.primary()
@@ -430,7 +473,15 @@ class _Parser:
             raise self.err(
                 f"unknown fact '{tok.text}'{_close(tok.text, FACTS)} (see rules/README.md for the vocabulary)", tok
             )
-        return Compiled(fact.getter, fact.type, fact.nullable, domain=fact.domain, fact=fact.name)
+        return Compiled(
+            fact.getter,
+            fact.type,
+            fact.nullable,
+            domain=fact.domain,
+            fact=fact.name,
+            nonempty=fact.nonempty,
+            keyfn=INDEX_FACTS.get(fact.name),
+        )
 
     def call(self, tok: _Tok) -> Compiled:
         func = FUNCTIONS.get(tok.text)
@@ -455,6 +506,14 @@ class _Parser:
         impl = func.impl
         if len(args) == 1:
             a = args[0].fn
+            nonempty = args[0].nonempty
+            nk = INDEX_NONEMPTY.get(args[0].fact or "")
+            if func.name == "any":
+                if nonempty is not None:
+                    return Compiled(nonempty, "bool", keyfn=nk)
+                return Compiled(lambda f: bool(a(f)), "bool")
+            if func.name == "empty" and nonempty is not None:
+                return Compiled(lambda f: not nonempty(f), "bool", keyfn=None if nk is None else (lambda k: not nk(k)))
             return Compiled(lambda f: impl(a(f)), func.returns)
         a, b = args[0].fn, args[1].fn
         return Compiled(lambda f: impl(a(f), b(f)), func.returns)
@@ -522,10 +581,10 @@ def compile_expression(
     return _Parser(text, domains or {}, vocabulary).parse()
 
 
-def compile_condition(
+def compile_condition_node(
     text: str, domains: Mapping[str, frozenset[str]] | None = None, vocabulary: Vocabulary | None = None
-) -> Callable[[Facts], bool]:
-    """Compile a rule condition to a closure `Facts -> bool`; raises ConditionError with the offset."""
+) -> Compiled:
+    """Compile a rule condition, keeping its structure (conjuncts, index guards) for the engine's index."""
     node = compile_expression(text, domains, vocabulary)
     if node.type not in ("bool", "any"):
         raise ConditionError(
@@ -533,7 +592,14 @@ def compile_condition(
             offset=0,
             text=text,
         )
-    fn: Callable[[Facts], bool] = node.fn
+    return node
+
+
+def compile_condition(
+    text: str, domains: Mapping[str, frozenset[str]] | None = None, vocabulary: Vocabulary | None = None
+) -> Callable[[Facts], bool]:
+    """Compile a rule condition to a closure `Facts -> bool`; raises ConditionError with the offset."""
+    fn: Callable[[Facts], bool] = compile_condition_node(text, domains, vocabulary).fn
     return fn
 
 

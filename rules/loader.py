@@ -28,7 +28,7 @@ from rules._yaml import ValueMark, YamlMap, read_yaml
 from rules.catalogue import DEFAULT_CATALOGUE_DIR, Catalogue, read_catalogue
 from rules.exceptions import ConditionError
 from rules.facts import Facts
-from rules.language import Template, compile_condition, compile_expression, compile_template
+from rules.language import Compiled, Template, compile_condition_node, compile_expression, compile_template
 from schemas.vocab import Category, Severity
 
 __all__ = [
@@ -98,6 +98,8 @@ class Rule:
     scope: str = "event"
     window: WindowSpec | None = None
     due: Callable[[Facts], Any] | None = None
+    #: The compiled condition's structure (the engine's index reads its guards); `condition` is node.fn.
+    node: Compiled | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,13 +305,15 @@ class _PackReader:
             msg_vocab = EVENT_VOCAB
 
         condition = None
+        cond_node: Compiled | None = None
         cond_text = r.get("condition")
         if "condition" in r:
             if not isinstance(cond_text, str):
                 bad("condition", "condition must be text")
             else:
                 try:
-                    condition = compile_condition(cond_text, self.domains, cond_vocab)
+                    cond_node = compile_condition_node(cond_text, self.domains, cond_vocab)
+                    condition = cond_node.fn
                 except ConditionError as exc:
                     line = _condition_line(r.value_marks["condition"], exc)
                     self.problem(file, line, f"{label}: condition, column {exc.column}: {exc.message}")
@@ -346,6 +350,7 @@ class _PackReader:
                 scope=str(scope),
                 window=window,
                 due=due,
+                node=cond_node,
             )
         )
 
