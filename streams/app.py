@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import signal
 import time
 from collections import Counter as TallyCounter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import structlog
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
@@ -37,6 +39,11 @@ from streams.settings import Settings
 __all__ = ["WorkerApp", "build_worker_app"]
 
 log = structlog.get_logger("gatewatch.worker")
+
+#: The evaluate agent lets Faust's producer drain this often, so offset commits are never starved.
+COMMIT_PAUSE_INTERVAL = 1.0
+#: How long the first event may wait for the register to load the agreements published before it.
+REGISTER_WAIT_SECONDS = 60.0
 
 
 class PartitionStates:
@@ -103,6 +110,20 @@ def _faust_options(settings: Settings) -> dict[str, Any]:
             producer_max_batch_size=1,
         )
     return opts
+
+
+def guarded(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """A timer body whose failure is logged, not fatal: an exception in a Faust timer crashes the app
+    (seen when the broker froze and an offsets query timed out)."""
+
+    @functools.wraps(fn)
+    async def run() -> None:
+        try:
+            await fn()
+        except Exception:
+            log.exception("timer_failed", timer=fn.__name__)
+
+    return run
 
 
 def build_worker_app(
@@ -183,37 +204,61 @@ def build_worker_app(
 
     @app.agent(access, name="gatewatch.evaluate")
     async def evaluate(stream: faust.StreamT[bytes]) -> None:
+        last_flush = time.monotonic()
         async for event in stream.events():
+            if not register_ready.is_set():
+                await wait_for_register()
             msg = event.message
             ref = MessageRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
             try:
                 outcomes = processor.process_message(msg.value, msg.key, ref, state=recipient_states.get(msg.partition))
-            except Exception as exc:  # the engine must never stop the stream; keep the bytes instead
+                for outcome in outcomes:
+                    await send_outcome(outcome, msg.key, msg.partition)
+            except Exception as exc:  # nothing may stop the stream or lose a message: keep the bytes instead
                 log.exception("engine_crash", offset=msg.offset)
-                outcomes = [
-                    Outcome(
-                        dead_letter=make_dead_letter(
-                            msg.value,
-                            msg.key,
-                            ref,
-                            DeadLetterReason.ENGINE_ERROR,
-                            [Issue(loc="$", message=f"engine failed: {type(exc).__name__}", type="engine_error")],
-                        )
-                    )
-                ]
+                dead = make_dead_letter(
+                    msg.value,
+                    msg.key,
+                    ref,
+                    DeadLetterReason.ENGINE_ERROR,
+                    [Issue(loc="$", message=f"evaluation failed: {type(exc).__name__}", type="engine_error")],
+                )
                 metrics.dead_letters.labels("access", DeadLetterReason.ENGINE_ERROR.value).inc()
-            for outcome in outcomes:
-                await send_outcome(outcome, msg.key, msg.partition)
+                await send_outcome(Outcome(dead_letter=dead), msg.key, msg.partition)  # a failure here is fatal
             processed[msg.partition] = msg.offset + 1
             done = done_gauges.get(msg.partition)
             if done is None:
                 done = done_gauges[msg.partition] = metrics.partition_last_processed.labels(str(msg.partition))
             done.set(time.time())
+            if time.monotonic() - last_flush >= COMMIT_PAUSE_INTERVAL:
+                # Faust commits only after its producer buffer drains; an agent that never pauses keeps
+                # it non-empty under load and the commit starves (then a crash replays everything).
+                await app.producer.flush()
+                last_flush = time.monotonic()
+
+    register_ready = asyncio.Event()
+    register_position = [0]  # next offset of the agreements partition the register agent will apply
+
+    async def wait_for_register() -> None:
+        """Before the first event: let the register catch up with the agreements published so far."""
+        tp = TP(t.agreements, 0)
+        try:
+            if tp in app.consumer.assignment():  # this worker feeds the register: wait for its agent
+                end = (await app.consumer.highwaters(tp)).get(tp, 0)
+                deadline = time.monotonic() + REGISTER_WAIT_SECONDS
+                while register_position[0] < end and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                if register_position[0] < end:
+                    log.warning("register_not_caught_up", applied=register_position[0], end=end)
+        except Exception:  # never block evaluation on this courtesy wait
+            log.exception("register_wait_failed")
+        register_ready.set()
 
     processed: dict[int, int] = {}  # access partition -> next offset this worker has to process
     done_gauges: dict[int, Any] = {}  # bound once per partition, not per message
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    @guarded
     async def refresh_lag() -> None:
         """Lag per assigned access partition: the stalled-partition watchdog alerts on it."""
         tps = [tp for tp in app.consumer.assignment() if tp.topic == t.access]
@@ -243,6 +288,7 @@ def build_worker_app(
                 await alerts.send(key=alert.alert_id.encode(), value=alert.model_dump_json().encode())
 
     @app.timer(interval=settings.sweep_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
+    @guarded
     async def governance_sweep() -> None:
         """Governance gaps (overdue audits, unconfirmed destruction) raise alerts even with no events."""
         agreements = [a for k in list(register.keys()) if (a := processor.agreements(k)) is not None]
@@ -272,6 +318,7 @@ def build_worker_app(
         pupil_states.drop(tp.partition for tp in revoked if tp.topic == pupil_topic.get_topic_name())
 
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
+    @guarded
     async def refresh_state_gauge() -> None:
         metrics.window_keys.labels("recipient").set(len(windows))
         metrics.window_keys.labels("pupil").set(len(pupil_windows))
@@ -280,34 +327,39 @@ def build_worker_app(
     async def keep_register(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             msg = event.message
-            ref = MessageRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
-            key = msg.key.decode("utf-8", "replace") if msg.key else None
-            if msg.value is None:  # tombstone: the agreement is withdrawn from the register
-                if key is not None and key in register:
-                    del register[key]
-                    log.info("agreement_removed", agreement_id=key)
-                continue
-            try:
-                agreement = Agreement.model_validate_json(msg.value)
-            except ValidationError as exc:
-                await _reject_agreement(msg.value, msg.key, ref, issues_from_validation_error(exc))
-                continue
-            if key != agreement.agreement_id:
-                await _reject_agreement(
-                    msg.value,
-                    msg.key,
-                    ref,
-                    [
-                        Issue(
-                            loc="agreement_id",
-                            type="key_mismatch",
-                            message=f"record key {key!r} differs from agreement_id {agreement.agreement_id!r}",
-                        )
-                    ],
-                )
-                continue
-            register[agreement.agreement_id] = msg.value.decode("utf-8")
-            log.info("agreement_loaded", agreement_id=agreement.agreement_id, status=agreement.status.value)
+            await apply_agreement(msg)
+            register_position[0] = msg.offset + 1
+
+    async def apply_agreement(msg: Any) -> None:
+        """Validate one register record and apply it to the GlobalTable (tombstones withdraw)."""
+        ref = MessageRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
+        key = msg.key.decode("utf-8", "replace") if msg.key else None
+        if msg.value is None:  # tombstone: the agreement is withdrawn from the register
+            if key is not None and key in register:
+                del register[key]
+                log.info("agreement_removed", agreement_id=key)
+            return
+        try:
+            agreement = Agreement.model_validate_json(msg.value)
+        except ValidationError as exc:
+            await _reject_agreement(msg.value, msg.key, ref, issues_from_validation_error(exc))
+            return
+        if key != agreement.agreement_id:
+            await _reject_agreement(
+                msg.value,
+                msg.key,
+                ref,
+                [
+                    Issue(
+                        loc="agreement_id",
+                        type="key_mismatch",
+                        message=f"record key {key!r} differs from agreement_id {agreement.agreement_id!r}",
+                    )
+                ],
+            )
+            return
+        register[agreement.agreement_id] = msg.value.decode("utf-8")
+        log.info("agreement_loaded", agreement_id=agreement.agreement_id, status=agreement.status.value)
 
     async def _reject_agreement(value: bytes, key: bytes | None, ref: MessageRef, issues: list[Issue]) -> None:
         metrics.dead_letters.labels("agreements", DeadLetterReason.SCHEMA_VIOLATION.value).inc()
@@ -315,6 +367,7 @@ def build_worker_app(
         await deadletter.send(key=key, value=dead.model_dump_json().encode())
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]  # faust ships no types for timer
+    @guarded
     async def refresh_register_gauge() -> None:
         tally = TallyCounter(a.status.value for k in list(register.keys()) if (a := processor.agreements(k)))
         for status in ("approved", "suspended", "revoked", "rejected"):
@@ -337,6 +390,7 @@ def build_worker_app(
     if settings.rule_reload_interval_seconds > 0:
 
         @app.timer(interval=settings.rule_reload_interval_seconds)  # type: ignore[untyped-decorator]
+        @guarded
         async def reload_on_change() -> None:
             if pack.changed_on_disk():
                 pack.reload("pack files changed")

@@ -62,12 +62,6 @@ class SteadyPublisher(threading.Thread):
 
 
 @pytest.mark.timeout(420)
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: during the freeze the refresh_lag timer's consumer.highwaters() raises "
-    "KafkaTimeoutError('Failed to get offsets by times in 15000 ms'), unhandled in an app timer, so the Faust "
-    "app crashes and `gatewatch worker` exits about 15 s into the freeze instead of waiting for the broker",
-)
 def test_worker_recovers_by_itself_after_the_broker_is_frozen_for_30_seconds(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
