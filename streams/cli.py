@@ -1,4 +1,4 @@
-"""The `gatewatch` command line: up, worker, check, rules, agreements, simulate, topics."""
+"""The `gatewatch` command line: up, worker, check, replay, bench, rules, agreements, simulate, topics."""
 
 from __future__ import annotations
 
@@ -85,6 +85,88 @@ def cmd_check(args: argparse.Namespace) -> int:
                 worst = 1
     sys.stdout.flush()
     return worst
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import structlog
+
+    from rules import load_engine
+    from streams.logs import configure_logging
+    from streams.replay import (
+        DecisionPublisher,
+        load_agreements_for,
+        parse_offsets,
+        parse_time,
+        read_file,
+        read_topic_bulk,
+        replay_events,
+    )
+
+    since, until = parse_time(args.since), parse_time(args.until)
+    from_offsets, to_offsets = parse_offsets(args.from_offset), parse_offsets(args.to_offset)
+    engine = load_engine(args.rules)
+    compare = load_engine(args.compare) if args.compare else None
+    settings = _settings(args) if (args.file is None or args.publish) else None
+    if settings is not None:
+        configure_logging("warning" if args.json else settings.log_level)
+    needs_kafka = args.file is None or args.publish
+    if needs_kafka and (settings is None or not settings.kafka_bootstrap):
+        raise GatewatchStreamsError("replaying a topic or --publish needs GATEWATCH_KAFKA_BOOTSTRAP (or --bootstrap)")
+    agreements = load_agreements_for(settings if args.file is None else None, args.agreements)
+    filter_since, filter_until = since, until
+    if args.file is not None:
+        if from_offsets is not None or to_offsets is not None:
+            raise GatewatchStreamsError("--from-offset/--to-offset apply to a topic, not to --file")
+        records: Any = read_file(args.file)
+        source = f"file:{args.file}"
+    else:
+        assert settings is not None
+        topic = args.topic or settings.topics.access
+        read = read_topic_bulk(
+            settings, topic, from_offsets=from_offsets, to_offsets=to_offsets, since=since, until=until
+        )
+        records, source = read.records, f"topic:{topic}"
+        if read.time_bounds_applied:
+            filter_since = filter_until = None
+    sink = None
+    if args.publish:
+        assert settings is not None
+        sink = DecisionPublisher(settings)
+        structlog.get_logger("gatewatch.replay").warning(
+            "replay_publishing",
+            decisions_topic=settings.topics.decisions,
+            alerts_topic=settings.topics.alerts,
+            pack=engine.pack.model_dump(),
+        )
+    try:
+        report = replay_events(
+            records,
+            engine,
+            compare=compare,
+            agreements=agreements,
+            since=filter_since,
+            until=filter_until,
+            source=source,
+            sink=sink,
+        )
+    finally:
+        if sink is not None:
+            sink.close()
+    if sink is not None:
+        t = sink.settings.topics
+        print(
+            f"published {sink.decisions} decisions to {t.decisions} and {sink.alerts} alerts to {t.alerts}",
+            file=sys.stderr,
+        )
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.render())
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from streams.bench import run_bench
+
+    results = run_bench(quick=args.quick, out=args.out, only=args.only)
+    return 1 if results["errors"] else 0
 
 
 def cmd_rules_validate(args: argparse.Namespace) -> int:
@@ -342,6 +424,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agreements", type=Path, help="YAML or JSON list of Agreement v1 objects")
     p.add_argument("--rules", type=Path)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "replay",
+        help="re-evaluate history (a JSONL file or the access topic) with a rule pack; per-rule counts or differences",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--file", type=Path, metavar="EVENTS.jsonl", help="events or AccessEventBatch lines")
+    src.add_argument("--topic", help="topic to read (default: the access topic)")
+    p.add_argument("--from-offset", metavar="N|P:N,...", help="first offset to read (inclusive), per partition")
+    p.add_argument("--to-offset", metavar="N|P:N,...", help="offset to stop at (exclusive), per partition")
+    p.add_argument("--since", metavar="ISO8601", help="start time (inclusive; no offset given = UTC)")
+    p.add_argument("--until", metavar="ISO8601", help="end time (exclusive)")
+    p.add_argument("--rules", type=Path, metavar="DIR", help="rule pack A (default: the bundled NPD pack)")
+    p.add_argument("--compare", type=Path, metavar="DIR", help="rule pack B: show per rule what fires differently")
+    p.add_argument(
+        "--agreements",
+        type=Path,
+        help="agreements register (default: the agreements topic for a topic, none for a file)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--publish", action="store_true", help="write pack A's decisions and alerts to the live topics (off by default)"
+    )
+    kafka_opts(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("bench", help="run the benchmark suite against an embedded broker; table + JSON")
+    p.add_argument("--quick", action="store_true", help="small sizes, for smoke runs (a few minutes)")
+    p.add_argument("--out", type=Path, help="write the figures as JSON to this file")
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only these benchmarks (engine, live, replay, batched, latency, memory); repeatable",
+    )
+    p.set_defaults(func=cmd_bench)
 
     rules = sub.add_parser("rules", help="rule pack tools").add_subparsers(dest="rules_command", required=True)
     p = rules.add_parser("validate", help="list every problem in a rule pack as file:line: message")

@@ -47,7 +47,9 @@ def bump(pack_dir: Path, version: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def running(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, WorkerProcess, Path]]:
+def running(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, WorkerProcess, Path]]:
     tmp = tmp_path_factory.mktemp("reload")
     pack_dir = tmp / "pack"
     shutil.copytree(DEFAULT_PACK_DIR, pack_dir)
@@ -79,7 +81,9 @@ def test_a_changed_pack_is_validated_and_swapped_in(running: tuple[Settings, Wor
     assert decided_by(settings, "rl-2", 2) == "9.0.0"
     metrics = worker.metrics_text()
     assert sample(metrics, 'gatewatch_rule_pack_reloads_total{result="ok"}') >= 1
-    assert 'version="9.0.0"' in next(line for line in metrics.splitlines() if line.startswith("gatewatch_rule_pack_info"))
+    assert 'version="9.0.0"' in next(
+        line for line in metrics.splitlines() if line.startswith("gatewatch_rule_pack_info")
+    )
 
 
 def test_a_broken_pack_is_refused_and_the_old_one_keeps_serving(running: tuple[Settings, WorkerProcess, Path]) -> None:
