@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,8 @@ class CaseResult:
     message: str = ""
     fired: tuple[str, ...] = ()
     rules: tuple[str, ...] = field(default=())
+    must_fire: tuple[str, ...] = ()  # rule ids the case expects to fire (in some step, for a sequence)
+    must_not_fire: tuple[str, ...] = ()  # rule ids the case expects never to fire
 
     def __str__(self) -> str:
         status = "PASS" if self.passed else "FAIL"
@@ -116,7 +119,9 @@ def run_pack_tests(pack_dir: Path | None = None, *, engine: Engine | None = None
                 result = _run_case(engine, str(path), case, base, register)
                 fire = _ids(case.get("expect")) + _ids(case.get("fires"))
                 never = _ids(case.get("does_not_fire"))
-            results.append(result)
+            if "expect" in case:  # "exactly these": anything else that fired is a rule that must not have
+                never = [*never, *(r for r in result.fired if r not in fire)]
+            results.append(replace(result, must_fire=tuple(fire), must_not_fire=tuple(never)))
             if result.passed:
                 must_fire.update(fire)
                 must_not.update(never)
@@ -337,3 +342,60 @@ def _run_sweep_case(engine: Engine, file: str, case: YamlMap, register: dict[str
     if "expect_alerts" in case:
         problems += _check_alerts(case["expect_alerts"], alerts, "sweep")
     return CaseResult(file, case.line, name, not problems, "; ".join(problems), fired, tuple(named))
+
+
+@dataclass
+class _RuleTally:
+    fire: int = 0
+    fire_failed: int = 0
+    not_fire: int = 0
+    not_fire_failed: int = 0
+    coverage: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.fire_failed or self.not_fire_failed or self.coverage)
+
+
+def report_by_rule(results: Sequence[CaseResult], engine: Engine) -> str:
+    """Per-rule summary of rule-test results (cases where each rule must and must not fire), the
+    failures, then a closing `N passed, N failed` line."""
+    rule_ids = [r.id for r in engine.rules]
+    disabled = {r.id for r in engine.rules if not r.enabled}
+    tallies: dict[str, _RuleTally] = {rid: _RuleTally() for rid in rule_ids}
+    for r in results:
+        if r.name.startswith("coverage "):
+            tallies.setdefault(r.name.removeprefix("coverage "), _RuleTally()).coverage.append(r.message)
+            continue
+        fired = set(r.fired)
+        # A case whose event or agreement did not validate ran no rule: every rule it names failed. In a
+        # failed sequence `fired` is the union over its steps, so the rules its message names are blamed.
+        ran = r.passed or not r.message.startswith(("event is not valid", "agreement is not valid"))
+        for rid in dict.fromkeys(r.must_fire):
+            t = tallies.setdefault(rid, _RuleTally())
+            t.fire += 1
+            t.fire_failed += not (ran and rid in fired) or (not r.passed and rid in r.message)
+        for rid in dict.fromkeys(x for x in r.must_not_fire if x not in r.must_fire):
+            t = tallies.setdefault(rid, _RuleTally())
+            t.not_fire += 1
+            t.not_fire_failed += not (ran and rid not in fired) or (not r.passed and rid in r.message)
+
+    def cell(total: int, failed: int) -> str:
+        return "-" if not total else f"{total - failed}/{total} passed"
+
+    width = max([4, *(len(rid) for rid in tallies)])
+    lines = [f"{'rule':<{width}}  {'must fire':<14}  {'must not fire':<14}  result"]
+    for rid, t in tallies.items():
+        result = "FAIL" if t.failed else "ok"
+        if rid in disabled:
+            result += " (disabled)"
+        elif rid not in rule_ids:
+            result += " (not in the pack)"
+        lines.append(
+            f"{rid:<{width}}  {cell(t.fire, t.fire_failed):<14}  {cell(t.not_fire, t.not_fire_failed):<14}  {result}"
+        )
+    failed = [r for r in results if not r.passed]
+    if failed:
+        lines += ["", "failures:", *(f"  {r}" for r in failed)]
+    lines.append(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    return "\n".join(lines)

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -181,116 +180,13 @@ def cmd_rules_validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def _case_expectations(files: set[str]) -> dict[tuple[str, int], dict[str, set[str]]]:
-    """The rule ids each test case names, by (file, line): `expect`, `fires` and `does_not_fire`."""
-    from rules._yaml import YamlMap, read_yaml
-
-    out: dict[tuple[str, int], dict[str, set[str]]] = {}
-
-    def ids(node: Any, key: str) -> set[str]:
-        value = node.get(key) if isinstance(node, dict) else None
-        if key == "expect_alerts":
-            return {str(a.get("rule")) for a in value if isinstance(a, dict)} if isinstance(value, list) else set()
-        return {str(v) for v in value} if isinstance(value, list) else set()
-
-    def walk(file: str, node: Any) -> None:
-        if isinstance(node, YamlMap) and ("steps" in node or "sweep" in node or "now" in node):
-            # A windowed or sweep case: its expectations are spread over steps and expected alerts.
-            parts = [node, *(s for s in node.get("steps") or [] if isinstance(s, dict))]
-            out[(file, node.line)] = {
-                "fires": set().union(*(ids(p, k) for p in parts for k in ("expect", "fires", "expect_alerts"))),
-                "does_not_fire": set().union(*(ids(p, "does_not_fire") for p in parts)),
-                "sequence": set(),
-            }
-            return
-        if isinstance(node, YamlMap):
-            keys = ("expect", "fires", "does_not_fire")
-            if any(isinstance(node.get(k), list) for k in keys):
-                out[(file, node.line)] = {k: ids(node, k) for k in keys if isinstance(node.get(k), list)}
-            for value in node.values():
-                walk(file, value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(file, item)
-
-    for file in files:
-        if Path(file).is_file():
-            walk(file, read_yaml(Path(file))[0])
-    return out
-
-
-@dataclass
-class _RuleTally:
-    fire: int = 0
-    fire_failed: int = 0
-    not_fire: int = 0
-    not_fire_failed: int = 0
-    coverage: list[str] = field(default_factory=list)
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.fire_failed or self.not_fire_failed or self.coverage)
-
-
-def rules_test_report(results: Sequence[Any], rule_ids: Sequence[str], disabled: frozenset[str] = frozenset()) -> str:
-    """Per-rule summary of rule-test results: cases where each rule must (not) fire, then the failures."""
-    tallies: dict[str, _RuleTally] = {rid: _RuleTally() for rid in rule_ids}
-    expectations = _case_expectations({r.file for r in results if not r.name.startswith("coverage ")})
-    for r in results:
-        if r.name.startswith("coverage "):
-            tallies.setdefault(r.name.removeprefix("coverage "), _RuleTally()).coverage.append(r.message)
-            continue
-        named = expectations.get((r.file, r.line))
-        fired = set(r.fired)
-        if named is None:  # a case shape this report does not know: infer the intent from what fired
-            named = {"fires": set(r.rules) & fired, "does_not_fire": set(r.rules) - fired} if r.passed else {}
-        must = named.get("expect", set()) | named.get("fires", set())
-        must_not = set(named.get("does_not_fire", set()))
-        if "expect" in named:  # `expect` is "exactly these": any other rule that fired broke the case
-            must_not |= fired - named["expect"]
-        # A case whose event or agreement did not validate ran no rule: every rule it names failed.
-        ran = r.passed or not r.message.startswith(("event is not valid", "agreement is not valid"))
-        # In a failed sequence `fired` is the union over its steps, so also blame rules the message names.
-        blamed = "sequence" in named and not r.passed
-        for rid in sorted(must):
-            t = tallies.setdefault(rid, _RuleTally())
-            t.fire += 1
-            t.fire_failed += not (ran and rid in fired) or (blamed and rid in r.message)
-        for rid in sorted(must_not - must):
-            t = tallies.setdefault(rid, _RuleTally())
-            t.not_fire += 1
-            t.not_fire_failed += not (ran and rid not in fired) or (blamed and rid in r.message)
-
-    def cell(total: int, failed: int) -> str:
-        return "-" if not total else f"{total - failed}/{total} passed"
-
-    width = max([4, *(len(rid) for rid in tallies)])
-    lines = [f"{'rule':<{width}}  {'must fire':<14}  {'must not fire':<14}  result"]
-    for rid, t in tallies.items():
-        result = "FAIL" if t.failed else "ok"
-        if rid in disabled:
-            result += " (disabled)"
-        elif rid not in rule_ids:
-            result += " (not in the pack)"
-        lines.append(
-            f"{rid:<{width}}  {cell(t.fire, t.fire_failed):<14}  {cell(t.not_fire, t.not_fire_failed):<14}  {result}"
-        )
-    failed = [r for r in results if not r.passed]
-    if failed:
-        lines += ["", "failures:", *(f"  {r}" for r in failed)]
-    lines.append(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-    return "\n".join(lines)
-
-
 def cmd_rules_test(args: argparse.Namespace) -> int:
     from rules import load_engine
-    from rules.testing import run_pack_tests
+    from rules.testing import report_by_rule, run_pack_tests
 
     engine = load_engine(args.dir)
     results = run_pack_tests(args.dir, engine=engine)
-    rule_ids = [r.id for r in engine.rules]
-    disabled = frozenset(r.id for r in engine.rules if not r.enabled)
-    print(rules_test_report(results, rule_ids, disabled))
+    print(report_by_rule(results, engine))
     return 1 if any(not r.passed for r in results) else 0
 
 
