@@ -17,7 +17,7 @@ from typing import Any
 
 from rules._yaml import YamlMap, read_yaml
 from rules.exceptions import ConditionError, RulePackError
-from rules.language import _Tok, _tokenize, compile_expression
+from rules.language import TokenCursor, compile_expression
 from rules.loader import RULES_GLOB, load_pack
 
 __all__ = [
@@ -143,27 +143,11 @@ class Node:
     args: tuple[Any, ...] = ()
 
 
-class _TreeParser:
+class _TreeParser(TokenCursor):
     """The grammar of rules/language.py (`or` < `and` < `not` < comparison < `-` < primary), building nodes.
 
     Only conditions the engine already compiled are parsed here, so errors are not re-diagnosed.
     """
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.toks = _tokenize(text)
-        self.i = 0
-
-    def peek(self, ahead: int = 0) -> _Tok:
-        return self.toks[min(self.i + ahead, len(self.toks) - 1)]
-
-    def take(self) -> _Tok:
-        tok = self.toks[self.i]
-        self.i = min(self.i + 1, len(self.toks) - 1)
-        return tok
-
-    def at(self, kind: str, text: str) -> bool:
-        return self.peek().kind == kind and self.peek().text == text
 
     def chain(self, op: str, sub: Any) -> Node:
         parts: list[Node] = [sub()]

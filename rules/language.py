@@ -225,18 +225,13 @@ class Vocabulary:
     why_not: str = ""
 
 
-class _Parser:
-    def __init__(self, text: str, domains: Mapping[str, frozenset[str]], vocabulary: Vocabulary | None = None) -> None:
+class TokenCursor:
+    """A position in the tokens of one piece of rule text; shared by the compiler and `rules diff`."""
+
+    def __init__(self, text: str) -> None:
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
-        self.depth = 0
-        self.domains = domains
-        self.vocabulary = vocabulary
-
-    # helpers
-    def err(self, message: str, tok: _Tok | None = None) -> ConditionError:
-        return ConditionError(message, offset=(tok or self.peek()).pos, text=self.text)
 
     def peek(self, ahead: int = 0) -> _Tok:
         return self.toks[min(self.i + ahead, len(self.toks) - 1)]
@@ -249,6 +244,18 @@ class _Parser:
     def at(self, kind: str, text: str | None = None) -> bool:
         tok = self.peek()
         return tok.kind == kind and (text is None or tok.text == text)
+
+
+class _Parser(TokenCursor):
+    def __init__(self, text: str, domains: Mapping[str, frozenset[str]], vocabulary: Vocabulary | None = None) -> None:
+        super().__init__(text)
+        self.depth = 0
+        self.domains = domains
+        self.vocabulary = vocabulary
+
+    # helpers
+    def err(self, message: str, tok: _Tok | None = None) -> ConditionError:
+        return ConditionError(message, offset=(tok or self.peek()).pos, text=self.text)
 
     def expect(self, kind: str, text: str) -> _Tok:
         if not self.at(kind, text):
