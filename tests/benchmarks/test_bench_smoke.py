@@ -10,7 +10,7 @@ import pytest
 
 from streams.cli import main
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 KEYS = (
     "engine_us_per_event_p50",
