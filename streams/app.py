@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from rules import Engine, PupilLookup, WindowState, load_engine
 from schemas import Agreement, DeadLetterReason, Issue, MessageRef, issues_from_validation_error
 from schemas.ledger import LedgerState, link
+from streams._aiokafka_fix import track_every_sent_topic
 from streams.kafka import faust_broker_options
 from streams.metrics import Metrics
 from streams.processing import AgreementCache, Outcome, Processor, make_dead_letter
@@ -140,6 +141,7 @@ def build_worker_app(
     metrics = Metrics(registry, gateways=engine.catalogue.gateways, purposes=engine.catalogue.purposes)
     pack = ServingPack(engine, metrics, pack_dir=settings.rule_pack_dir, pupil_key=key)
 
+    track_every_sent_topic()
     app = faust.App(settings.app_id, **_faust_options(settings))
     t = settings.topics
 
