@@ -46,22 +46,10 @@ def _no_sample(metric: str) -> Callable[[str], bool]:
     return lambda text: not any(line.startswith((f"{metric}{{", f"{metric} ")) for line in text.splitlines())
 
 
-def _zero(metric: str) -> Callable[[str], bool]:
-    return lambda text: any(line in (f"{metric} 0.0", f"{metric} 0") for line in text.splitlines())
-
-
 MAY_HAVE_NO_DATA: dict[str, tuple[str, Callable[[str], bool]]] = {
     "gatewatch_engine_errors_total": (
         "a series appears only when a rule raises; a healthy run has none",
         _no_sample("gatewatch_engine_errors_total"),
-    ),
-    "gatewatch_governance_gaps": (
-        "the governance sweep runs every 2s here but the worker does not set this gauge (yet)",
-        _no_sample("gatewatch_governance_gaps"),
-    ),
-    "gatewatch:home_office_persons_requested:cap_ratio30d": (
-        "the worker exports gatewatch_home_office_monthly_cap = 0 (cap not set from the pack), so no ratio is recorded",
-        _zero("gatewatch_home_office_monthly_cap"),
     ),
 }
 
