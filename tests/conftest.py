@@ -72,3 +72,12 @@ def read_topic(settings: Settings, topic: str, *, expected: int, timeout: float 
     finally:
         consumer.close()
     return out
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """A command run in-process configures structlog; later tests start from the defaults again."""
+    import structlog
+
+    yield
+    structlog.reset_defaults()
