@@ -35,6 +35,11 @@ class Publisher:
             options["batch_size"] = 0
         options.update(producer_options)
         self._producer = KafkaProducer(**kafka_python_config(settings), **options)
+        self.failed: list[tuple[str, str]] = []  # (what, error) of sends the broker never acknowledged
+
+    def _send(self, topic: str, key: bytes | None, value: bytes | None, what: str) -> None:
+        future = self._producer.send(topic, key=key, value=value)
+        future.add_errback(lambda exc: self.failed.append((what, repr(exc))))
 
     @staticmethod
     def validate_event(event: AccessEvent | Mapping[str, Any] | str | bytes) -> AccessEvent:
@@ -51,10 +56,11 @@ class Publisher:
 
     def publish_event(self, event: AccessEvent | Mapping[str, Any] | str | bytes) -> None:
         valid = self.validate_event(event)
-        self._producer.send(
+        self._send(
             self.settings.topics.access,
-            key=valid.recipient.org_id.encode(),
-            value=valid.model_dump_json(exclude_none=True).encode(),
+            valid.recipient.org_id.encode(),
+            valid.model_dump_json(exclude_none=True).encode(),
+            valid.event_id,
         )
 
     def publish_events(self, events: Iterable[AccessEvent | Mapping[str, Any]]) -> int:
@@ -77,7 +83,7 @@ class Publisher:
 
         def flush(org_id: str) -> None:
             body = b'{"schema_version":"1","events":[' + b",".join(pending.pop(org_id)) + b"]}"
-            self._producer.send(self.settings.topics.access, key=org_id.encode(), value=body)
+            self._send(self.settings.topics.access, org_id.encode(), body, f"batch of {org_id}")
 
         for event in events:
             valid = self.validate_event(event)
@@ -92,25 +98,33 @@ class Publisher:
 
     def publish_raw(self, value: bytes | None, key: bytes | None = None, topic: str | None = None) -> None:
         """Send bytes as they are (for replaying captured traffic and for failure tests)."""
-        self._producer.send(topic or self.settings.topics.access, key=key, value=value)
+        self._send(topic or self.settings.topics.access, key, value, "raw message")
 
     def publish_agreements(self, agreements: Iterable[Agreement]) -> int:
         count = 0
         for agreement in agreements:
-            self._producer.send(
+            self._send(
                 self.settings.topics.agreements,
-                key=agreement.agreement_id.encode(),
-                value=agreement.model_dump_json(exclude_none=True).encode(),
+                agreement.agreement_id.encode(),
+                agreement.model_dump_json(exclude_none=True).encode(),
+                f"agreement {agreement.agreement_id}",
             )
             count += 1
         return count
 
     def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait for every send; PublishError names the events the broker did not acknowledge."""
         self._producer.flush(timeout)
+        if self.failed:
+            failed, self.failed = self.failed, []
+            sample = ", ".join(f"{what} ({error})" for what, error in failed[:5])
+            raise PublishError(f"{len(failed)} message(s) were not acknowledged by Kafka, e.g. {sample}")
 
     def close(self) -> None:
-        self._producer.flush(30.0)
-        self._producer.close(10.0)
+        try:
+            self.flush(30.0)
+        finally:
+            self._producer.close(10.0)
 
     def __enter__(self) -> Publisher:
         return self
