@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.broker import free_port
+from tests import services
 from tests.deploy._promql import (
     ALERTMANAGER,
     DASHBOARDS,
@@ -206,36 +206,8 @@ def test_amtool_routes_each_kind_of_alert_to_its_receiver(
 @pytest.fixture
 def alertmanager(am_test_config: Path, tmp_path: Path) -> Iterator[str]:
     """The Debian Alertmanager on a free loopback port with the test configuration (no clustering)."""
-    binary = require_tool("prometheus-alertmanager")
-    port = free_port()
-    log = (tmp_path / "alertmanager.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={am_test_config}",
-            f"--storage.path={tmp_path}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(f"alertmanager did not start: {(tmp_path / 'alertmanager.log').read_text()}")
-                time.sleep(0.2)
+    with services.alertmanager(am_test_config, tmp_path / "am") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 def _post_alerts(url: str, alerts: list[dict[str, str]]) -> None:
