@@ -14,9 +14,7 @@ import time
 from typing import Any
 
 import faust
-from faust.worker import Worker
-
-from streams.app import _faust_options
+from streams.app import _faust_options, faust_worker
 from streams.settings import Settings
 
 
@@ -45,7 +43,7 @@ def build_app(settings: Settings, expected: int) -> faust.App:
 def main() -> None:
     settings = Settings()
     app = build_app(settings, int(os.environ["BENCH_EXPECTED"]))
-    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    faust_worker(app, "warning").execute_from_commandline()  # the worker's logging set-up, spinner off
 
 
 if __name__ == "__main__":

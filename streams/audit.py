@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from schemas.ledger import PartitionReport, verify_partition
+from streams.endoffsets import probe_end_offsets
 from streams.kafka import kafka_python_config
 from streams.settings import Settings
 
@@ -30,8 +31,8 @@ def read_decisions_topic(settings: Settings, timeout: float = 30.0) -> dict[int,
         if not tps:
             return {}
         consumer.assign(tps)
+        ends = probe_end_offsets(consumer, consumer.end_offsets(tps))  # exact on Tansu too
         consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
         out: dict[int, list[tuple[int, bytes]]] = {tp.partition: [] for tp in tps}
         deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:

@@ -53,9 +53,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from faust.worker import Worker
-
-    from streams.app import build_worker_app
+    from streams.app import build_worker_app, faust_worker
     from streams.logs import configure_logging
 
     settings = _settings(args)
@@ -65,7 +63,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
     configure_logging(settings.log_level)
     worker_app = build_worker_app(settings)
-    Worker(worker_app.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    faust_worker(worker_app.app, settings.log_level).execute_from_commandline()
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from streams.exceptions import BrokerError
 from streams.settings import Settings
 
-__all__ = ["TopicSpec", "ensure_topics", "kafka_python_config", "topic_specs"]
+__all__ = ["TopicSpec", "aiokafka_config", "ensure_topics", "kafka_python_config", "topic_specs"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,27 @@ def kafka_python_config(settings: Settings) -> dict[str, Any]:
             settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
         )
     return cfg
+
+
+def aiokafka_config(settings: Settings) -> dict[str, Any]:
+    """Connection settings for aiokafka clients, TLS/SASL included (the kafka-python ones, renamed)."""
+    cfg = kafka_python_config(settings)
+    out: dict[str, Any] = {
+        "bootstrap_servers": cfg["bootstrap_servers"],
+        "security_protocol": cfg["security_protocol"],
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=cfg.get("ssl_cafile"), certfile=cfg.get("ssl_certfile"), keyfile=cfg.get("ssl_keyfile")
+        )
+        out["ssl_context"] = context
+    if settings.kafka_sasl_mechanism:
+        out["sasl_mechanism"] = cfg["sasl_mechanism"]
+        out["sasl_plain_username"] = cfg["sasl_plain_username"]
+        out["sasl_plain_password"] = cfg["sasl_plain_password"]
+    return out
 
 
 def faust_broker_options(settings: Settings) -> dict[str, Any]:

@@ -26,13 +26,13 @@ from pydantic import ValidationError
 from rules import Engine, WindowState
 from schemas import AccessEvent, AccessEventBatch, Agreement, Alert, Decision, MessageRef
 from streams.exceptions import BrokerError, GatewatchStreamsError
+from streams.kafka import aiokafka_config
 from streams.settings import Settings
 
 __all__ = [
     "ReplayReport",
     "RuleDiff",
     "TopicRead",
-    "aiokafka_config",
     "read_agreements_topic",
     "read_file",
     "read_topic_bulk",
@@ -329,31 +329,6 @@ def read_file(path: Path) -> Iterator[tuple[int, bytes, int]]:
             raw = line.rstrip(b"\r\n")
             if raw.strip():
                 yield 0, raw, number
-
-
-def aiokafka_config(settings: Settings) -> dict[str, Any]:
-    """Connection settings for aiokafka clients, TLS/SASL included (the kafka-python ones, renamed)."""
-    from streams.kafka import kafka_python_config
-
-    cfg = kafka_python_config(settings)
-    out: dict[str, Any] = {
-        "bootstrap_servers": cfg["bootstrap_servers"],
-        "security_protocol": cfg["security_protocol"],
-    }
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        import ssl
-
-        from aiokafka.helpers import create_ssl_context
-
-        context: ssl.SSLContext = create_ssl_context(
-            cafile=cfg.get("ssl_cafile"), certfile=cfg.get("ssl_certfile"), keyfile=cfg.get("ssl_keyfile")
-        )
-        out["ssl_context"] = context
-    if settings.kafka_sasl_mechanism:
-        out["sasl_mechanism"] = cfg["sasl_mechanism"]
-        out["sasl_plain_username"] = cfg["sasl_plain_username"]
-        out["sasl_plain_password"] = cfg["sasl_plain_password"]
-    return out
 
 
 @dataclass

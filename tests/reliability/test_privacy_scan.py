@@ -11,6 +11,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from streams.broker import EmbeddedBroker
+from streams.endoffsets import probe_end_offsets
 from streams.kafka import ensure_topics, kafka_python_config
 from streams.publisher import Publisher
 from streams.runner import WorkerProcess
@@ -29,8 +30,8 @@ def read_all(settings: object, topics: list[str], timeout: float = 30.0) -> dict
     try:
         tps = [TopicPartition(tp, p) for tp in topics for p in sorted(consumer.partitions_for_topic(tp) or ())]
         consumer.assign(tps)
+        ends = probe_end_offsets(consumer, consumer.end_offsets(tps))  # exact on Tansu's batches too
         consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
         deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
             for tp, batch in consumer.poll(timeout_ms=500, max_records=5000).items():

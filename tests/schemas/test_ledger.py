@@ -9,7 +9,7 @@ import pytest
 
 from rules import load_engine
 from schemas import Decision, Verdict
-from schemas.ledger import GENESIS, LedgerState, canonical_hash, link, verify_partition
+from schemas.ledger import GENESIS, LedgerState, canonical_hash, link, link_json, verify_partition
 from streams.audit import verify_export
 from tests.factories import make_agreement, make_event
 
@@ -41,6 +41,18 @@ def test_the_first_link_starts_from_genesis_and_hashes_are_reproducible() -> Non
     assert first.ledger is not None
     assert first.ledger.prev_hash == GENESIS
     assert canonical_hash(first) == first.ledger.hash
+
+
+def test_the_wire_link_the_worker_uses_gives_the_same_chain_as_link() -> None:
+    engine = load_engine()
+    by_model, by_wire = LedgerState(), LedgerState()
+    for i in range(4):
+        event = make_event(event_id=f"wire-{i}", record_count=10 + i, purpose="marketing" if i % 2 else "research")
+        decision = engine.evaluate(event, make_agreement(), evaluated_at=dt.datetime(2026, 3, 10, tzinfo=dt.UTC))
+        linked, by_model = link(decision, 3, by_model)
+        wire, by_wire = link_json(decision, 3, by_wire)
+        assert by_wire == by_model
+        assert Decision.model_validate_json(wire) == linked
 
 
 def test_an_altered_decision_is_caught_at_its_offset() -> None:

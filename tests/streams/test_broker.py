@@ -11,7 +11,12 @@ from streams.broker import EmbeddedBroker
 pytestmark = pytest.mark.integration
 
 
-def _end_offset(broker: EmbeddedBroker, topic: str, **producer_options: object) -> int:
+def _end_offsets(broker: EmbeddedBroker, topic: str, **producer_options: object) -> tuple[int, int, int]:
+    """(reported end offset, kafka-python probe, aiokafka probe) after five records to a new topic."""
+    import asyncio
+
+    from streams.endoffsets import probe_end_offsets, probe_end_offsets_async
+
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     admin.create_topics([NewTopic(topic, 1, 1)])
     admin.close()
@@ -20,20 +25,39 @@ def _end_offset(broker: EmbeddedBroker, topic: str, **producer_options: object) 
         producer.send(topic, value=b"x")
     producer.flush()
     producer.close()
+    tp = TopicPartition(topic, 0)
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
     try:
-        return int(consumer.end_offsets([TopicPartition(topic, 0)])[TopicPartition(topic, 0)])
+        consumer.assign([tp])
+        reported = int(consumer.end_offsets([tp])[tp])
+        probed = probe_end_offsets(consumer, {tp: reported})[tp]
     finally:
         consumer.close()
+    probed_async = asyncio.run(probe_end_offsets_async({"bootstrap_servers": broker.bootstrap}, {tp: reported}))[tp]
+    return reported, probed, probed_async
 
 
-def test_tansu_end_offsets_count_batches_so_local_mode_sends_one_record_per_batch(broker: EmbeddedBroker) -> None:
+def test_tansu_end_offsets_count_batches_and_the_probe_finds_the_true_end(broker: EmbeddedBroker) -> None:
     # Five records in one batch: a Kafka broker reports end offset 5, Tansu 1 (the batch's base + 1).
-    # Faust recovers tables up to that offset, so batched changelog writes would be lost on restart;
-    # local mode therefore disables batching (streams/app.py, streams/publisher.py). If Tansu is fixed
-    # the first assertion fails and the workaround can go.
-    assert _end_offset(broker, "quirk-batched", linger_ms=50) < 5
-    assert _end_offset(broker, "quirk-unbatched", batch_size=0) == 5
+    # Faust recovers tables up to that offset and `audit verify` reads up to it, so both go through
+    # streams/endoffsets.py, which fetches the last batch. If Tansu is fixed the first assertion fails
+    # and the probe becomes a no-op (it is correct on Kafka either way).
+    reported, probed, probed_async = _end_offsets(broker, "quirk-batched", linger_ms=50)
+    assert reported < 5
+    assert probed == probed_async == 5
+    assert _end_offsets(broker, "quirk-unbatched", batch_size=0) == (5, 5, 5)
+
+
+def test_the_probe_leaves_empty_partitions_at_zero(broker: EmbeddedBroker) -> None:
+    import asyncio
+
+    from streams.endoffsets import probe_end_offsets_async
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic("quirk-empty", 1, 1)])
+    admin.close()
+    tp = TopicPartition("quirk-empty", 0)
+    assert asyncio.run(probe_end_offsets_async({"bootstrap_servers": broker.bootstrap}, {tp: 0})) == {tp: 0}
 
 
 def test_producer_clients_keep_tracking_every_topic_they_send_to(broker: EmbeddedBroker) -> None:

@@ -1,0 +1,130 @@
+"""Write-behind Faust tables: state changes apply in memory at once, reach the changelog once per commit.
+
+A Faust table sends one changelog record per assignment. The windowed rules update several keys per
+event and the ledger tail changes with every decision, so a plain table costs the worker several
+produce requests per event, most of them overwritten a moment later. `WriteBehind` applies each write
+to the table's store immediately (reads see it at once) and remembers the key as dirty; `flush` sends
+one changelog record per dirty key (a tombstone if it was deleted).
+
+Safety rests on one rule: every dirty key is flushed before offsets are committed. `install_commit_hook`
+makes Faust's consumer call the app's write-behind flushes just before it flushes its producer and
+commits, so a committed offset never runs ahead of the state its events produced; after a crash,
+events since the last commit are processed again (at-least-once, as before). Dirty keys of a revoked
+partition are flushed by the commit Faust makes on revocation; `discard` then forgets what is left.
+"""
+
+# ruff: noqa: SLF001 - the commit hook has to reach into Faust's consumer
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from typing import Any
+
+__all__ = ["PartitionView", "WriteBehind", "install_commit_hook"]
+
+
+class WriteBehind:
+    """Buffered changelog writes for one Faust table (any partition); not thread-safe."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self._dirty: dict[Any, int] = {}  # key -> changelog partition
+
+    @property
+    def data(self) -> MutableMapping[Any, Any]:
+        return self.table.data  # type: ignore[no-any-return]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.table.data.get(key, default)
+
+    def set(self, key: Any, value: Any, partition: int) -> None:
+        self.table.data[key] = value
+        self._dirty[key] = partition
+
+    def delete(self, key: Any, partition: int) -> None:
+        self.table.data.pop(key, None)
+        self._dirty[key] = partition
+
+    def view(self, partition: int) -> PartitionView:
+        """A mapping whose writes go to `partition`'s changelog (what WindowState needs)."""
+        return PartitionView(self, partition)
+
+    def pending(self) -> int:
+        return len(self._dirty)
+
+    def flush(self) -> int:
+        """Send one changelog record per dirty key (into Faust's producer buffer); returns how many."""
+        if not self._dirty:
+            return 0
+        dirty, self._dirty = self._dirty, {}
+        data, send = self.table.data, self.table.send_changelog
+        for key, partition in dirty.items():
+            if key in data:
+                send(partition, key, data[key])
+            else:
+                send(partition, key, None, value_serializer="raw")  # a tombstone, as Table.__delitem__ sends
+        return len(dirty)
+
+    def discard(self, partitions: Iterable[int]) -> int:
+        """Forget dirty keys of revoked partitions (their committed state was flushed already)."""
+        gone = set(partitions)
+        keep = {k: p for k, p in self._dirty.items() if p not in gone}
+        dropped = len(self._dirty) - len(keep)
+        self._dirty = keep
+        return dropped
+
+
+class PartitionView(MutableMapping[Any, Any]):
+    """The whole table to read; writes buffered for one partition's changelog."""
+
+    __slots__ = ("buffer", "partition")
+
+    def __init__(self, buffer: WriteBehind, partition: int) -> None:
+        self.buffer = buffer
+        self.partition = partition
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.buffer.table.data[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.buffer.table.data.get(key, default)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.buffer.set(key, value, self.partition)
+
+    def __delitem__(self, key: Any) -> None:
+        if key not in self.buffer.table.data:
+            raise KeyError(key)
+        self.buffer.delete(key, self.partition)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.buffer.table.data
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self.buffer.table.data.keys()))
+
+    def __len__(self) -> int:
+        return len(self.buffer.table.data)
+
+
+def install_commit_hook(app: Any, before_commit: Callable[[], Awaitable[None]]) -> None:
+    """Await `before_commit()` each time `app`'s consumer is about to commit offsets.
+
+    The hook runs before Faust flushes its producer and commits; if it raises, the commit does not
+    happen (the events are processed again after a restart: nothing is lost). Patches Faust's
+    Consumer._commit_offsets once per process; apps without a hook are unaffected.
+    """
+    from faust.transport.consumer import Consumer
+
+    hooks: list[Callable[[], Awaitable[None]]] = app.__dict__.setdefault("_gatewatch_before_commit", [])
+    hooks.append(before_commit)
+    if getattr(Consumer._commit_offsets, "_gatewatch_hooked", False):
+        return
+    original = Consumer._commit_offsets
+
+    async def _commit_offsets(self: Any, offsets: Any, start_new_transaction: bool = True) -> bool:
+        for hook in getattr(self.app, "_gatewatch_before_commit", ()):
+            await hook()
+        return await original(self, offsets, start_new_transaction=start_new_transaction)
+
+    _commit_offsets._gatewatch_hooked = True  # type: ignore[attr-defined]
+    Consumer._commit_offsets = _commit_offsets  # type: ignore[method-assign]

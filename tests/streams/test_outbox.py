@@ -1,0 +1,130 @@
+"""The worker's output path: batched records keep their order and partitions, and state writes stay safe."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from streams.broker import EmbeddedBroker
+from streams.outbox import Outbox
+from streams.tables import WriteBehind
+
+pytestmark = pytest.mark.integration
+
+
+def _create(broker: EmbeddedBroker, topic: str, partitions: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic(topic, partitions, 1)])
+    admin.close()
+
+
+async def _read(broker: EmbeddedBroker, topic: str, expected: int) -> list[Any]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        for _ in range(100):
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend(records)
+            if len(out) >= expected:
+                break
+    finally:
+        await consumer.stop()
+    return out
+
+
+def test_records_keep_their_order_per_partition_and_keyed_ones_land_where_kafka_would_put_them(
+    broker: EmbeddedBroker,
+) -> None:
+    _create(broker, "outbox-order", 3)
+
+    async def run() -> tuple[list[Any], int, list[BaseException | None]]:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, max_batch_size=4096)
+        await producer.start()
+        delivered: list[BaseException | None] = []
+        outbox = Outbox(lambda: producer, linger=60.0, on_delivered=lambda f: delivered.append(f.exception()))
+        try:
+            for i in range(300):  # 300 records of ~200 bytes: several full builders per partition
+                await outbox.add("outbox-order", None, f"{i:05d}".encode() + b"x" * 200, partition=i % 3)
+                await outbox.add("outbox-order", f"key-{i}".encode(), f"k{i}".encode())
+            assert outbox.pending
+            assert outbox.due()
+            batches = await outbox.send()
+            await producer.flush()
+            assert not outbox.pending
+        finally:
+            await producer.stop()
+        return await _read(broker, "outbox-order", 600), batches, delivered
+
+    records, batches, delivered = asyncio.run(run())
+    assert len(records) == 600
+    assert batches > 3
+    assert len(delivered) == batches
+    assert not any(delivered)
+    for partition in range(3):
+        ordered = [int(r.value[:5]) for r in records if r.partition == partition and r.key is None]
+        assert ordered == list(range(partition, 300, 3))
+    for r in records:
+        if r.key is not None:
+            assert r.partition == (murmur2(r.key) & 0x7FFFFFFF) % 3
+
+
+def test_nothing_is_sent_before_the_linger_unless_asked() -> None:
+    class Builder:
+        def append(self, **_: Any) -> object:
+            return object()
+
+    class Producer:
+        def create_batch(self) -> Builder:
+            return Builder()
+
+    async def run() -> tuple[bool, bool]:
+        outbox = Outbox(lambda: Producer(), linger=0.05)
+        await outbox.add("t", None, b"v", partition=0)
+        early = outbox.due()
+        await asyncio.sleep(0.06)
+        return early, outbox.due()
+
+    assert asyncio.run(run()) == (False, True)
+
+
+class FakeTable:
+    """What WriteBehind uses of a Faust table: its store and send_changelog."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.sent: list[tuple[int, str, Any, str | None]] = []
+
+    def send_changelog(self, partition: int, key: str, value: Any, value_serializer: str | None = None) -> None:
+        self.sent.append((partition, key, value, value_serializer))
+
+
+def test_write_behind_sends_one_changelog_record_per_dirty_key_and_tombstones_deletes() -> None:
+    table = FakeTable()
+    writes = WriteBehind(table)
+    view = writes.view(2)
+    for n in range(5):
+        view["count"] = n  # reads see each write at once
+        assert view["count"] == n
+    view["gone"] = 1
+    del view["gone"]
+    writes.set("tail", {"seq": 1}, 3)
+    assert table.sent == []
+    assert writes.flush() == 3
+    assert sorted(table.sent) == [(2, "count", 4, None), (2, "gone", None, "raw"), (3, "tail", {"seq": 1}, None)]
+    assert writes.flush() == 0
+
+
+def test_write_behind_forgets_the_dirty_keys_of_revoked_partitions() -> None:
+    table = FakeTable()
+    writes = WriteBehind(table)
+    writes.view(0)["a"] = 1
+    writes.view(1)["b"] = 2
+    assert writes.discard([1]) == 1
+    writes.flush()
+    assert table.sent == [(0, "a", 1, None)]
