@@ -39,6 +39,7 @@ from streams.processing import AgreementCache, Outcome, Processor, make_dead_let
 from streams.reload import ServingPack
 from streams.settings import Settings
 from streams.tables import WriteBehind, install_commit_hook
+from streams.tansu import shorten_fetch_wait
 
 __all__ = ["WorkerApp", "build_worker_app", "faust_worker"]
 
@@ -165,6 +166,7 @@ def build_worker_app(
         # Tansu reports a partition's end offset as the last batch's base offset + 1: without the probe,
         # changelog recovery would stop inside the last batch and lose table updates across a restart.
         patch_faust_recovery(app, functools.partial(probe_end_offsets_async, aiokafka_config(settings)))
+        shorten_fetch_wait(app)  # Tansu holds every fetch for its full wait (streams/tansu.py)
     t = settings.topics
 
     def raw_topic(name: str, partitions: int) -> faust.TopicT:

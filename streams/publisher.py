@@ -30,8 +30,8 @@ class Publisher:
             "max_in_flight_requests_per_connection": 1,  # keeps per-key order across retries
         }
         if settings.local_mode:
-            # Tansu's end offsets count batches, not records (see streams/app.py); unbatched sends keep
-            # lag and audit reads exact on the embedded broker.
+            # Tansu's end offsets count batches, not records (streams/endoffsets.py); unbatched sends keep
+            # the worker's lag gauge exact on the embedded broker.
             options["batch_size"] = 0
         options.update(producer_options)
         self._producer = KafkaProducer(**kafka_python_config(settings), **options)
