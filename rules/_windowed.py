@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import re
 import statistics
 from collections.abc import Callable, Mapping
@@ -241,9 +242,19 @@ class Observation:
         return self.over and n > 0 and n & (n - 1) == 0
 
 
+def _time(item: list[Any]) -> float:
+    return item[0]  # type: ignore[no-any-return]
+
+
 def _month(t: float) -> tuple[str, float]:
     """(YYYY-MM of epoch t in Europe/London, epoch of the first instant of the next London month)."""
-    local = dt.datetime.fromtimestamp(t, LONDON)
+    return _month_of_hour(int(t // 3600))
+
+
+@functools.lru_cache(maxsize=4096)
+def _month_of_hour(hour: int) -> tuple[str, float]:
+    # London months start at local midnight, always a whole UTC hour: one answer per UTC hour.
+    local = dt.datetime.fromtimestamp(hour * 3600, LONDON)
     year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
     return f"{local.year:04d}-{local.month:02d}", dt.datetime(year, month, 1, tzinfo=LONDON).timestamp()
 
@@ -278,12 +289,13 @@ def observe(
         over = threshold is not None and value > threshold
     elif spec.kind == "sliding":
         old = state.get(key) or {}
-        items: list[list[Any]] = [list(i) for i in old.get("t", [])]
+        items: list[list[Any]] = list(old.get("t", ()))  # sorted by time; the items themselves are not changed
         bisect.insort(items, [t, arg if spec.measure != "count" else 1])
         newest = items[-1][0]
         horizon = newest - spec.size_seconds - state.lateness
-        items = [i for i in items if i[0] >= horizon][-MAX_SLIDING_ITEMS:]
-        inside = [i for i in items if t - spec.size_seconds <= i[0] <= t]
+        items = items[bisect.bisect_left(items, horizon, key=_time) :][-MAX_SLIDING_ITEMS:]
+        start = bisect.bisect_left(items, t - spec.size_seconds, key=_time)
+        inside = items[start : bisect.bisect_right(items, t, key=_time)]
         if spec.measure == "count_distinct":
             value = len({i[1] for i in inside})
         elif spec.measure == "sum":

@@ -65,12 +65,19 @@ def link_json(decision: Decision, partition: int, state: LedgerState) -> tuple[b
     worker calls this for every decision.
     """
     doc = decision.model_dump(mode="json", exclude_none=True)
-    ledger: dict[str, object] = {"partition": partition, "seq": state.seq, "prev_hash": state.last_hash}
+    ledger: dict[str, object] = {"partition": partition, "prev_hash": state.last_hash, "seq": state.seq}
     doc["ledger"] = ledger
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    ledger["hash"] = digest
-    wire = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # The wire form is the canonical text with the hash added to the ledger object. Only the top-level
+    # object has a "ledger" key and a string cannot hold an unescaped quote, so the marker is unique.
+    marker = f'"ledger":{{"partition":{partition},"prev_hash":"{state.last_hash}","seq":{state.seq}}}'
+    if text.count(marker) == 1:
+        linked = marker[:-1] + f',"hash":"{digest}"}}'
+        wire = text.replace(marker, linked).encode("utf-8")
+    else:  # not expected; serialise again rather than guess
+        ledger["hash"] = digest
+        wire = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return wire, LedgerState(seq=state.seq + 1, last_hash=digest)
 
 

@@ -53,6 +53,8 @@ def test_the_wire_link_the_worker_uses_gives_the_same_chain_as_link() -> None:
         wire, by_wire = link_json(decision, 3, by_wire)
         assert by_wire == by_model
         assert Decision.model_validate_json(wire) == linked
+        keys = list(json.loads(wire))
+        assert keys == sorted(keys)  # the canonical text with the hash spliced in, not a second dump
 
 
 def test_an_altered_decision_is_caught_at_its_offset() -> None:
