@@ -31,6 +31,7 @@ from rules import Engine, PupilLookup, WindowState, load_engine
 from schemas import Agreement, DeadLetterReason, Issue, MessageRef, issues_from_validation_error
 from schemas.ledger import LedgerState, link_json
 from streams._aiokafka_fix import track_every_sent_topic
+from streams._faust_fix import keep_messages_across_rebalance
 from streams.endoffsets import patch_faust_recovery, probe_end_offsets_async
 from streams.kafka import aiokafka_config, faust_broker_options
 from streams.metrics import Metrics
@@ -161,6 +162,7 @@ def build_worker_app(
     pack = ServingPack(engine, metrics, pack_dir=settings.rule_pack_dir, pupil_key=key)
 
     track_every_sent_topic()
+    keep_messages_across_rebalance()
     app = faust.App(settings.app_id, **_faust_options(settings))
     if settings.local_mode:
         # Tansu reports a partition's end offset as the last batch's base offset + 1: without the probe,

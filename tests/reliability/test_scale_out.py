@@ -50,12 +50,6 @@ def processed(worker: WorkerProcess) -> set[int]:
 
 
 @pytest.mark.timeout(480)
-@pytest.mark.xfail(
-    strict=False,
-    reason="intermittent (2 of 4 runs), under investigation: in one run 2 of 403 events published right after the kill "
-    "(partitions 0 and 2, taken over by the survivor) got no decision within 180 s while the other events "
-    "of those partitions did; passes in other runs. Kept so the failure stays visible in the test report.",
-)
 def test_two_workers_split_the_partitions_and_the_survivor_takes_over_with_windowed_state(
     broker: EmbeddedBroker, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

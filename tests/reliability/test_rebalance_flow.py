@@ -1,0 +1,143 @@
+"""Regression tests for streams/_faust_fix.py: a take-over must not discard messages already delivered.
+
+The scale-out test lost events this way (see the module docstring of streams/_faust_fix.py): Faust
+resumed the taken-over partitions, awaited the committed-offset seek while the fetcher delivered their
+messages into the agent's queue, then resumed flow control, which cleared that queue. These tests drive
+Faust's own Recovery code with a consumer stub that delivers during the seek, so they are deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from faust.types import TP
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+from streams._faust_fix import keep_messages_across_rebalance
+
+STREAM = TP("t.access", 0)
+CHANGELOG = TP("app-windows-changelog", 0)
+
+
+class _Log:
+    def info(self, *args: Any, **kwargs: Any) -> None: ...
+
+    warning = dev = info
+
+
+class _Consumer:
+    """Like Faust's: a resumed stream partition is fetched while the seek's round trips are awaited."""
+
+    def __init__(self, queue: FlowControlQueue, flow: FlowControlEvent) -> None:
+        self.queue, self.flow = queue, flow
+        self.flowing: set[TP] = set()
+        self.delivered: list[int] = []
+        self.seeked = False
+
+    def assignment(self) -> set[TP]:
+        return {STREAM, CHANGELOG}
+
+    def resume_partitions(self, tps: set[TP]) -> None:
+        self.flowing |= tps
+
+    def deliver(self) -> None:
+        if STREAM in self.flowing and self.flow.is_active():
+            offset = len(self.delivered)
+            self.delivered.append(offset)
+            self.queue.put_nowait(offset)
+
+    async def perform_seek(self) -> None:
+        for _ in range(2):  # one committed-offset request per partition
+            self.deliver()
+            await asyncio.sleep(0)
+        self.seeked = True
+
+    def resume_flow(self) -> None: ...
+
+
+def _recovery(consumer: _Consumer, flow: FlowControlEvent) -> Any:
+    async def noop(*args: Any, **kwargs: Any) -> None: ...
+
+    async def wait(coro: Any, timeout: float | None = None) -> None:
+        await coro
+
+    app = SimpleNamespace(
+        consumer=consumer,
+        flow_control=flow,
+        consumer_generation_id=1,
+        rebalancing_count=1,
+        conf=SimpleNamespace(broker_request_timeout=15.0),
+        on_rebalance_complete=SimpleNamespace(send=noop),
+        _fetcher=SimpleNamespace(maybe_start=noop),
+        assignor=SimpleNamespace(assigned_standbys=set),
+        on_rebalance_end=lambda: None,
+    )
+    return SimpleNamespace(
+        app=app,
+        log=_Log(),
+        tables=SimpleNamespace(values=list, on_actives_ready=lambda: None, on_standbys_ready=lambda: None),
+        actives_for_table={},
+        standbys_for_table={},
+        completed=asyncio.Event(),
+        _set_recovery_ended=lambda: None,
+        _is_changelog_tp=lambda tp: tp == CHANGELOG,
+        _wait=wait,
+    )
+
+
+def _take_over(method: str) -> tuple[list[int], list[int]]:
+    """Run Recovery.<method> as at the end of a take-over; (delivered offsets, offsets still queued)."""
+    from faust.tables.recovery import Recovery
+
+    async def run() -> tuple[list[int], list[int]]:
+        flow = FlowControlEvent()
+        flow.resume()  # recovery resumed the flow to read the changelogs
+        queue: FlowControlQueue = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+        consumer = _Consumer(queue, flow)
+        await getattr(Recovery, method)(_recovery(consumer, flow), 1)
+        assert consumer.seeked
+        consumer.deliver()  # the fetcher goes on after the take-over
+        queued = []
+        while not queue.empty():
+            queued.append(queue.get_nowait())
+        return consumer.delivered, queued
+
+    return asyncio.run(run())
+
+
+def test_a_take_over_keeps_every_message_it_delivers() -> None:
+    keep_messages_across_rebalance()
+    for method in ("on_recovery_completed", "_resume_streams"):
+        delivered, queued = _take_over(method)
+        assert delivered, method
+        assert queued == delivered, f"{method}: delivered {delivered}, left for the agent {queued}"
+
+
+def test_resuming_active_flow_keeps_the_queues_but_a_real_resume_still_clears_them() -> None:
+    keep_messages_across_rebalance()
+
+    async def run() -> tuple[int, int]:
+        flow = FlowControlEvent()
+        queue: FlowControlQueue = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+        flow.resume()
+        queue.put_nowait("current")
+        flow.resume()  # already active: nothing stale to drop
+        kept = queue.qsize()
+        flow.suspend()  # a rebalance: what is queued now belongs to the old assignment
+        flow.resume()
+        return kept, queue.qsize()
+
+    assert asyncio.run(run()) == (1, 0)
+
+
+def test_the_fix_is_installed_by_the_worker_app(tmp_path: Any) -> None:
+    from faust.tables.recovery import Recovery
+
+    from streams.app import build_worker_app
+    from streams.settings import Settings
+
+    build_worker_app(Settings(kafka_bootstrap="127.0.0.1:9", data_dir=tmp_path))
+    assert getattr(Recovery.on_recovery_completed, "_gatewatch_fix", False)
+    assert getattr(FlowControlEvent.resume, "_gatewatch_fix", False)
