@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import faust
+
 from streams.app import _faust_options, faust_worker
 from streams.settings import Settings
 
