@@ -4,7 +4,6 @@ after a simulated run, with the deploy recording and alerting rules loaded: each
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -16,12 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedBroker
 from streams.kafka import ensure_topics
 from streams.publisher import Publisher
 from streams.register_file import load_agreements_file, sample_register_path
 from streams.runner import WorkerProcess
 from streams.simulate import Simulator
+from tests import services
 from tests.conftest import isolated_settings, read_topic
 from tests.deploy._promql import (
     DASHBOARDS,
@@ -103,7 +103,7 @@ def _prometheus_config(tmp: Path, worker_port: int) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    binary = require_tool("prometheus")
+    require_tool("prometheus")
     tmp = tmp_path_factory.mktemp("live-dashboards")
     settings = isolated_settings(broker, tmp / "worker", sweep_interval_seconds=2)
     ensure_topics(settings)
@@ -111,45 +111,26 @@ def stack(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> I
     with Publisher(settings) as pub:
         pub.publish_agreements(agreements)
     worker = WorkerProcess(settings, log_file=tmp / "worker.log").start()
-    prometheus_proc: subprocess.Popen[bytes] | None = None
-    prometheus_log = (tmp / "prometheus.log").open("wb")
     try:
         worker.wait_ready(len({a.agreement_id for a in agreements}), timeout=120)
-        port = free_port()
-        prometheus_proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={_prometheus_config(tmp, settings.web_port)}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=prometheus_log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        # Scraping before the traffic starts, so increase() and rate() see the counters move.
-        _wait(lambda: _value(url, 'count_over_time(up{job="gatewatch"}[1m])') >= 2, 60, "two scrapes of the worker")
-        # Two halves with scrapes in between: a labelled series is born at its first increment, which increase()
-        # cannot see, so the second half is what makes the short-range panels (e.g. top recipient types) move.
-        events = [s.event for s in Simulator(agreements, seed=1).events(EVENTS)]
-        for published in (EVENTS // 2, EVENTS):
-            with Publisher(settings) as pub:
-                pub.publish_events(events[published - EVENTS // 2 : published])
-            decisions = read_topic(settings, settings.topics.decisions, expected=published, timeout=120)
-            assert len(decisions) >= published
-            _wait(lambda n=published: _value(url, "sum(gatewatch_decisions_total)") >= n, 60, "Prometheus to scrape")
-            time.sleep(2)
-        time.sleep(3)  # a few more scrapes and rule evaluations after the last event
-        yield Stack(url, worker)
+        with services.prometheus(_prometheus_config(tmp, settings.web_port), tmp / "prometheus") as url:
+            # Scraping before the traffic starts, so increase() and rate() see the counters move.
+            _wait(lambda: _value(url, 'count_over_time(up{job="gatewatch"}[1m])') >= 2, 60, "two scrapes of the worker")
+            # Two halves with scrapes in between: a labelled series is born at its first increment, which
+            # increase() cannot see, so the second half is what makes the short-range panels move.
+            events = [s.event for s in Simulator(agreements, seed=1).events(EVENTS)]
+            for published in (EVENTS // 2, EVENTS):
+                with Publisher(settings) as pub:
+                    pub.publish_events(events[published - EVENTS // 2 : published])
+                decisions = read_topic(settings, settings.topics.decisions, expected=published, timeout=120)
+                assert len(decisions) >= published
+                _wait(
+                    lambda n=published: _value(url, "sum(gatewatch_decisions_total)") >= n, 60, "Prometheus to scrape"
+                )
+                time.sleep(2)
+            time.sleep(3)  # a few more scrapes and rule evaluations after the last event
+            yield Stack(url, worker)
     finally:
-        if prometheus_proc is not None:
-            prometheus_proc.terminate()
-            try:
-                prometheus_proc.wait(20)
-            except subprocess.TimeoutExpired:
-                prometheus_proc.kill()
-                prometheus_proc.wait(10)
-        prometheus_log.close()
         worker.stop()
 
 
