@@ -128,3 +128,44 @@ def test_write_behind_forgets_the_dirty_keys_of_revoked_partitions() -> None:
     assert writes.discard([1]) == 1
     writes.flush()
     assert table.sent == [(0, "a", 1, None)]
+
+
+def test_the_commit_waits_for_the_hook_and_does_not_happen_when_it_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faust.transport.consumer import Consumer
+
+    from streams.tables import install_commit_hook
+
+    committed: list[Any] = []
+
+    async def commit(self: Any, offsets: Any, start_new_transaction: bool = True) -> bool:
+        committed.append(offsets)
+        return True
+
+    monkeypatch.setattr(Consumer, "_commit_offsets", commit)  # a stand-in for Faust's own, patched below
+    order: list[str] = []
+    failing = [False]
+
+    class App:
+        pass
+
+    async def flush_first() -> None:
+        order.append("flushed")
+        if failing[0]:
+            raise RuntimeError("a send was not acknowledged")
+
+    app = App()
+    install_commit_hook(app, flush_first)
+
+    class ConsumerOf:
+        def __init__(self, app: object) -> None:
+            self.app = app
+
+    asyncio.run(Consumer._commit_offsets(ConsumerOf(app), {"tp": 5}))  # type: ignore[arg-type]
+    assert order == ["flushed"]
+    assert committed == [{"tp": 5}]
+    failing[0] = True
+    with pytest.raises(RuntimeError, match="not acknowledged"):
+        asyncio.run(Consumer._commit_offsets(ConsumerOf(app), {"tp": 9}))  # type: ignore[arg-type]
+    assert committed == [{"tp": 5}]  # nothing committed past the failure
+    asyncio.run(Consumer._commit_offsets(ConsumerOf(object()), {"tp": 7}))  # type: ignore[arg-type]
+    assert committed[-1] == {"tp": 7}  # an app without hooks commits as before
