@@ -17,9 +17,9 @@ import functools
 import signal
 import time
 from collections import Counter as TallyCounter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import faust
 import structlog
@@ -249,9 +249,35 @@ def build_worker_app(
 
     install_commit_hook(app, before_commit)
 
+    register_overlay: dict[str, str | None] = {}  # agreement id -> JSON (None: withdrawn), read directly
+    overlay_until = [0]  # the overlay stands until the register agent has applied up to this offset
+
+    class RegisterView(Mapping[str, str]):
+        """The GlobalTable, with the directly read records in front until the agent has applied them."""
+
+        def __getitem__(self, key: str) -> str:
+            value = self.get(key)
+            if value is None:
+                raise KeyError(key)
+            return str(value)
+
+        def get(self, key: str, default: Any = None) -> Any:
+            if register_overlay and key in register_overlay:
+                if register_position[0] < overlay_until[0]:
+                    value = register_overlay[key]
+                    return default if value is None else value
+                register_overlay.clear()  # the agent has caught up: the table is the register again
+            return register.get(key, default)
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(list(register.keys()))
+
+        def __len__(self) -> int:
+            return len(register)
+
     processor = Processor(
         pack.engine,
-        AgreementCache(register),
+        AgreementCache(RegisterView()),
         metrics,
         max_message_bytes=settings.max_message_bytes,
         max_future_skew=dt.timedelta(seconds=settings.max_future_skew_seconds),
@@ -323,19 +349,61 @@ def build_worker_app(
     register_position = [0]  # next offset of the agreements partition the register agent will apply
 
     async def wait_for_register() -> None:
-        """Before the first event: let the register catch up with the agreements published so far."""
+        """Before the first event: make the agreements published so far visible to the evaluation.
+
+        The register agent cannot be waited for: Faust delivers every topic's messages through one
+        loop, and once the evaluate agent's queue is full (it is waiting) the agreements behind the
+        access messages are never delivered (seen: a 60 s stall, then events judged against an empty
+        register). So the records the agent has not applied yet are read directly from the topic into
+        an overlay that the lookups consult until the agent has applied as far.
+        """
         tp = TP(t.agreements, 0)
         try:
-            if tp in app.consumer.assignment():  # this worker feeds the register: wait for its agent
+            if tp in app.consumer.assignment():  # this worker feeds the register
                 end = (await app.consumer.highwaters(tp)).get(tp, 0)
-                deadline = time.monotonic() + REGISTER_WAIT_SECONDS
-                while register_position[0] < end and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
+                # Records below the group's committed offset were applied before a restart: the
+                # GlobalTable has them from its changelog, and the agent starts after them.
+                committed = app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]  # noqa: SLF001
+                register_position[0] = max(register_position[0], committed)
                 if register_position[0] < end:
-                    log.warning("register_not_caught_up", applied=register_position[0], end=end)
-        except Exception:  # never block evaluation on this courtesy wait
+                    read = await asyncio.wait_for(read_register(register_position[0], end), REGISTER_WAIT_SECONDS)
+                    for key, value in read:
+                        if (agreement_json := valid_agreement(key, value)) is not False:
+                            register_overlay[key] = agreement_json
+                    overlay_until[0] = end
+                    log.info("register_read_directly", records=len(read), start=register_position[0], end=end)
+        except Exception:  # never block evaluation on this: the register agent still applies everything
             log.exception("register_wait_failed")
         register_ready.set()
+
+    async def read_register(start: int, end: int) -> list[tuple[str, bytes | None]]:
+        """(key, value) of the agreements records at offsets start..end-1, read with a throwaway consumer."""
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.structs import TopicPartition
+
+        ktp = TopicPartition(t.agreements, 0)
+        consumer = AIOKafkaConsumer(**aiokafka_config(settings), group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        out: list[tuple[str, bytes | None]] = []
+        try:
+            consumer.assign([ktp])
+            consumer.seek(ktp, start)
+            while await consumer.position(ktp) < end:
+                for records in (await consumer.getmany(ktp, timeout_ms=200)).values():
+                    out.extend((r.key.decode("utf-8", "replace"), r.value) for r in records if r.key and r.offset < end)
+        finally:
+            await consumer.stop()
+        return out
+
+    def valid_agreement(key: str, value: bytes | None) -> str | Literal[False] | None:
+        """The JSON to keep for a register record: None for a tombstone, False if the agent would refuse it."""
+        if value is None:
+            return None
+        try:
+            agreement = Agreement.model_validate_json(value)
+        except ValidationError:
+            return False
+        return value.decode("utf-8") if agreement.agreement_id == key else False
 
     processed: dict[int, int] = {}  # access partition -> next offset this worker has to process
     done_gauges: dict[int, Any] = {}  # bound once per partition, not per message
