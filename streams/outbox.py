@@ -42,7 +42,6 @@ class Outbox:
         self._first_at: float | None = None
         self._partitions: dict[str, int] = {}
         self._lock = asyncio.Lock()
-        self.records = 0  # appended so far (for tests and metrics)
 
     @property
     def pending(self) -> bool:
@@ -78,7 +77,6 @@ class Outbox:
                 raise ValueError(f"a record of {len(value)} bytes does not fit in an empty batch")
         if self._first_at is None:
             self._first_at = time.monotonic()
-        self.records += 1
 
     async def send(self) -> int:
         """Submit every builder to the producer, in order; returns how many batches went out."""

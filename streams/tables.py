@@ -29,10 +29,6 @@ class WriteBehind:
         self.table = table
         self._dirty: dict[Any, int] = {}  # key -> changelog partition
 
-    @property
-    def data(self) -> MutableMapping[Any, Any]:
-        return self.table.data  # type: ignore[no-any-return]
-
     def get(self, key: Any, default: Any = None) -> Any:
         return self.table.data.get(key, default)
 
@@ -47,9 +43,6 @@ class WriteBehind:
     def view(self, partition: int) -> PartitionView:
         """A mapping whose writes go to `partition`'s changelog (what WindowState needs)."""
         return PartitionView(self, partition)
-
-    def pending(self) -> int:
-        return len(self._dirty)
 
     def flush(self) -> int:
         """Send one changelog record per dirty key (into Faust's producer buffer); returns how many."""
