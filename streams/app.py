@@ -48,7 +48,7 @@ log = structlog.get_logger("gatewatch.worker")
 
 #: The evaluate agent lets Faust's producer drain this often, so offset commits are never starved.
 COMMIT_PAUSE_INTERVAL = 1.0
-#: How long the first event may wait for the register to load the agreements published before it.
+#: How long the first event may wait while the unapplied agreements are read from their topic.
 REGISTER_WAIT_SECONDS = 60.0
 #: The longest an output record waits in the outbox before it is sent (streams/outbox.py).
 OUTBOX_LINGER_SECONDS = 0.005
