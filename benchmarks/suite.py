@@ -146,6 +146,14 @@ class Bench:
         worker.wait_ready(agreements=len(self.agreements), timeout=90)
         return worker
 
+    def decide(self, settings: Settings, expected: int, timeout: float) -> tuple[int, float]:
+        """Run a worker over the events already published: (decisions read, first-to-last seconds)."""
+        worker = self.worker(settings)
+        try:
+            return _decision_span(settings, expected, timeout)
+        finally:
+            worker.stop()
+
 
 def _evaluated_at(raw: bytes) -> float:
     return dt.datetime.fromisoformat(json.loads(raw)["evaluated_at"]).timestamp()
@@ -230,11 +238,7 @@ def bench_live(bench: Bench, wire: Sequence[tuple[bytes, bytes]]) -> tuple[dict[
     _say(f"live: {n} events published ({publish_rate:,.0f}/s); bare Faust agent")
     bare = bare_faust(bench, settings.topics.access, n, timeout)
     _say(f"live: bare Faust {bare['events_per_s']:,.0f} events/s; Gatewatch worker")
-    worker = bench.worker(settings)
-    try:
-        count, seconds = _decision_span(settings, n, timeout)
-    finally:
-        worker.stop()
+    count, seconds = bench.decide(settings, n, timeout)
     gw = _rate(count, seconds)
     _say(f"live: Gatewatch {gw:,.0f} events/s ({count} decisions)")
     return {
@@ -276,11 +280,7 @@ def bench_batched(bench: Bench, events: Sequence[AccessEvent], batch_size: int) 
     bench.prepare(settings)
     with Publisher(settings, batch_size=512 * 1024, linger_ms=10) as pub:
         pub.publish_batches(events, batch_size=batch_size)
-    worker = bench.worker(settings)
-    try:
-        count, seconds = _decision_span(settings, n, max(120.0, n / 100))
-    finally:
-        worker.stop()
+    count, seconds = bench.decide(settings, n, max(120.0, n / 100))
     rate = _rate(count, seconds)
     _say(f"batched: {rate:,.0f} events/s ({count} decisions, batches of {batch_size})")
     return {

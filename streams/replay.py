@@ -225,6 +225,12 @@ class _Pass:
         )
         return evaluation.decision, evaluation.alerts
 
+    def first_seen(self, alerts: Iterable[Alert]) -> list[str]:
+        """Rule ids of the alerts whose id this pass has not raised before (re-sends count once)."""
+        fresh = [a for a in alerts if a.alert_id not in self.alert_ids]
+        self.alert_ids.update(a.alert_id for a in fresh)
+        return [a.rule_id for a in fresh]
+
 
 def _partition_streams(
     records: Iterable[Record], report: ReplayReport, source_topic: str
@@ -292,10 +298,8 @@ def replay_events(
         decision, alerts = pass_a.run(partition, event, now, ref)
         report.verdicts_a[decision.verdict.value] += 1
         fired_a = {v.rule_id for v in decision.violations}
-        for alert in alerts:
-            if alert.alert_id not in pass_a.alert_ids:
-                pass_a.alert_ids.add(alert.alert_id)
-                rules.setdefault(alert.rule_id, RuleDiff(alert.rule_id)).alerts_a += 1
+        for rid in pass_a.first_seen(alerts):
+            rules.setdefault(rid, RuleDiff(rid)).alerts_a += 1
         if sink is not None:
             sink(partition, decision, alerts)
         for rid in fired_a:
@@ -305,10 +309,8 @@ def replay_events(
         decision_b, alerts_b = pass_b.run(partition, event, now, ref)
         report.verdicts_b[decision_b.verdict.value] += 1
         fired_b = {v.rule_id for v in decision_b.violations}
-        for alert in alerts_b:
-            if alert.alert_id not in pass_b.alert_ids:
-                pass_b.alert_ids.add(alert.alert_id)
-                rules.setdefault(alert.rule_id, RuleDiff(alert.rule_id)).alerts_b += 1
+        for rid in pass_b.first_seen(alerts_b):
+            rules.setdefault(rid, RuleDiff(rid)).alerts_b += 1
         for rid in fired_b:
             d = rules.setdefault(rid, RuleDiff(rid))
             d.b += 1
