@@ -8,9 +8,11 @@ the sha256 hex of its canonical JSON (keys sorted, no spaces, UTF-8, `exclude_no
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 from schemas.decision import Decision, LedgerLink
 
@@ -28,14 +30,23 @@ __all__ = [
 GENESIS = "0" * 64
 
 
+def canonical_json(doc: dict[str, Any]) -> bytes:
+    """The canonical text of a JSON document: keys sorted, no spaces, UTF-8, non-ASCII unescaped.
+
+    The same bytes as Python's `json.dumps(doc, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False).encode()` for the values a Decision holds (strings, integers, booleans, lists
+    and objects; a test holds the two equal), at about a tenth of the cost.
+    """
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
 def canonical_hash(decision: Decision) -> str:
     """sha256 hex of the decision's canonical JSON without `ledger.hash`."""
     doc = decision.model_dump(mode="json", exclude_none=True)
     ledger = doc.get("ledger")
     if isinstance(ledger, dict):
         ledger.pop("hash", None)
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(doc)).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +78,17 @@ def link_json(decision: Decision, partition: int, state: LedgerState) -> tuple[b
     doc = decision.model_dump(mode="json", exclude_none=True)
     ledger: dict[str, object] = {"partition": partition, "prev_hash": state.last_hash, "seq": state.seq}
     doc["ledger"] = ledger
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    text = canonical_json(doc)
+    digest = hashlib.sha256(text).hexdigest()
     # The wire form is the canonical text with the hash added to the ledger object. Only the top-level
     # object has a "ledger" key and a string cannot hold an unescaped quote, so the marker is unique.
-    marker = f'"ledger":{{"partition":{partition},"prev_hash":"{state.last_hash}","seq":{state.seq}}}'
+    marker = f'"ledger":{{"partition":{partition},"prev_hash":"{state.last_hash}","seq":{state.seq}}}'.encode()
     if text.count(marker) == 1:
-        linked = marker[:-1] + f',"hash":"{digest}"}}'
-        wire = text.replace(marker, linked).encode("utf-8")
+        linked = marker[:-1] + f',"hash":"{digest}"}}'.encode()
+        wire = text.replace(marker, linked)
     else:  # not expected; serialise again rather than guess
         ledger["hash"] = digest
-        wire = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        wire = canonical_json(doc)
     return wire, LedgerState(seq=state.seq + 1, last_hash=digest)
 
 

@@ -6,10 +6,12 @@ import datetime as dt
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rules import load_engine
 from schemas import Decision, Verdict
-from schemas.ledger import GENESIS, LedgerState, canonical_hash, link, link_json, verify_partition
+from schemas.ledger import GENESIS, LedgerState, canonical_hash, canonical_json, link, link_json, verify_partition
 from streams.audit import verify_export
 from tests.factories import make_agreement, make_event
 
@@ -55,6 +57,22 @@ def test_the_wire_link_the_worker_uses_gives_the_same_chain_as_link() -> None:
         assert Decision.model_validate_json(wire) == linked
         keys = list(json.loads(wire))
         assert keys == sorted(keys)  # the canonical text with the hash spliced in, not a second dump
+
+
+# What a Decision can hold once dumped in JSON mode: text (any code point but lone surrogates, which
+# UTF-8 cannot carry), integers, booleans, lists and objects.
+_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(_text, _json_values, max_size=6))
+def test_the_canonical_text_is_what_a_verifier_in_any_language_gets_from_sorted_compact_json(doc: dict) -> None:
+    expected = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert canonical_json(doc) == expected
 
 
 def test_an_altered_decision_is_caught_at_its_offset() -> None:
