@@ -119,7 +119,7 @@ def _faust_options(settings: Settings) -> dict[str, Any]:
 
 
 def faust_worker(app: faust.App, loglevel: str) -> Any:
-    """A Faust Worker for `app` without the terminal spinner.
+    """A Faust Worker for `app` without the terminal spinner or the stdout/stderr redirection.
 
     Faust's Worker feeds its start-up spinner from a root-logger handler and, for levels of WARNING and
     above, sets the root logger to DEBUG for it, for the life of the process: every debug call in Faust
@@ -128,7 +128,9 @@ def faust_worker(app: faust.App, loglevel: str) -> Any:
     """
     from faust.worker import Worker
 
-    worker = Worker(app, loglevel=loglevel, quiet=True)
+    # Nor does it redirect stdout and stderr into its logging: each of our JSON log lines would pass
+    # through the logging module and come out behind a "[time] [pid] [LEVEL]" prefix, no longer JSON.
+    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None
     return worker
 

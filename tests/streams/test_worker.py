@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,3 +126,13 @@ def test_batched_events_each_get_a_decision(running: tuple[Settings, WorkerProce
     batched = {d["event_id"]: d for d in decisions if str(d["event_id"]).startswith("it-batch-")}
     assert set(batched) == {e.event_id for e in events}
     assert {d["source"]["index"] for d in batched.values()} == set(range(10))  # type: ignore[index]
+
+
+def test_the_worker_log_is_json_lines_for_a_log_shipper(running: tuple[Settings, WorkerProcess]) -> None:
+    settings, worker = running
+    read_topic(settings, settings.topics.decisions, expected=len(EVENTS))
+    ours = [line for line in worker.log_file.read_text().splitlines() if '"event": "violation"' in line]
+    assert ours, "the violations were logged"
+    for line in ours:  # whole lines of JSON, not wrapped in another logger's prefix
+        assert json.loads(line)["event"] == "violation"
+
