@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Literal
 
@@ -37,9 +38,20 @@ class Actor(Contract):
     @field_validator("ip")
     @classmethod
     def _ip_address(cls, value: str | None) -> str | None:
-        if value is not None:
-            ipaddress.ip_address(value)  # ValueError names the problem
+        if value is not None and not _is_ip_address(value):
+            ipaddress.ip_address(value)  # raises: the ValueError names the problem
         return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_ip_address(value: str) -> bool:
+    """True for an IPv4 or IPv6 address. Parsing one costs about 5 µs, a third of validating a whole
+    event, and a producer's events come from few addresses, so the answers are cached (bounded)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 class Recipient(Contract):
