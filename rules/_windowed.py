@@ -9,8 +9,9 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
+import math
+import operator
 import re
-import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -242,25 +243,47 @@ class Observation:
         return self.over and n > 0 and n & (n - 1) == 0
 
 
-def _time(item: list[Any]) -> float:
-    return item[0]  # type: ignore[no-any-return]
+#: Sort key of a stored item `[time, ...]` (sliding and trailing lists are kept sorted by it).
+_TIME = operator.itemgetter(0)
+#: Every instant in [1900-01-01, 9999-11-01) has a Europe/London date and month (and a next month), so the
+#: labels and window ids worked out only when a window is over cannot fail for it. Outside (the first
+#: instants of year 1 have no London date; December 9999 has no next month) they are worked out first,
+#: before anything changes, so that such an event fails as it always did.
+_CALENDAR_FROM = dt.datetime(1900, 1, 1, tzinfo=dt.UTC).timestamp()
+_CALENDAR_UNTIL = dt.datetime(9999, 11, 1, tzinfo=dt.UTC).timestamp()
+
+
+#: (start, end, YYYY-MM) of the London month `_month` last looked up: most events fall in the month of
+#: the event before. One tuple, replaced whole, so threads sharing it see a consistent one.
+_last_month: tuple[float, float, str] = (math.inf, -math.inf, "")
 
 
 def _month(t: float) -> tuple[str, float]:
     """(YYYY-MM of epoch t in Europe/London, epoch of the first instant of the next London month)."""
-    return _month_of_hour(int(t // 3600))
+    global _last_month  # a cache, as _month_of_hour is
+    start, end, month = _last_month
+    if not start <= t < end:
+        month, start, end = _month_of_hour(int(t // 3600))
+        _last_month = (start, end, month)
+    return month, end
 
 
 @functools.lru_cache(maxsize=4096)
-def _month_of_hour(hour: int) -> tuple[str, float]:
-    # London months start at local midnight, always a whole UTC hour: one answer per UTC hour.
+def _month_of_hour(hour: int) -> tuple[str, float, float]:
+    """(YYYY-MM, start, end) of the London month of a UTC hour: months start at local midnight, always a
+    whole UTC hour, so `start <= t < end` holds for every t of the hours with this answer."""
     local = dt.datetime.fromtimestamp(hour * 3600, LONDON)
     year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
-    return f"{local.year:04d}-{local.month:02d}", dt.datetime(year, month, 1, tzinfo=LONDON).timestamp()
+    start = dt.datetime(local.year, local.month, 1, tzinfo=LONDON).timestamp()
+    return f"{local.year:04d}-{local.month:02d}", start, dt.datetime(year, month, 1, tzinfo=LONDON).timestamp()
 
 
 def _number(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else round(x, 1)
+    if float(x).is_integer():
+        return int(x)
+    if (x * 2).is_integer():  # a half (a median of two): round(x, 1) is x itself, and round() is slow
+        return x
+    return round(x, 1)
 
 
 def observe(
@@ -271,77 +294,202 @@ def observe(
     event_id: str,
     arg: Any,
     threshold: Any,
-) -> Observation:
-    """Add one event (event time `t`, measure argument `arg`) to the window stored under `key`."""
-    if spec.kind == "calendar_month":
-        month, end = _month(t)
-        key = f"{key}|m={month}"
-        old = state.get(key) or {}
-        if spec.measure == "count_distinct":
-            seen = set(old.get("d", []))
-            seen.add(arg)
-            agg: dict[str, Any] = {"d": sorted(seen)}
-            value: Any = len(seen)
-        else:
-            value = int(old.get("s", 0)) + (1 if spec.measure == "count" else int(arg or 0))
-            agg = {"s": value}
-        window_id, label, expires = month, f"calendar month {month}", end
-        over = threshold is not None and value > threshold
-    elif spec.kind == "sliding":
-        old = state.get(key) or {}
-        items: list[list[Any]] = list(old.get("t", ()))  # sorted by time; the items themselves are not changed
-        bisect.insort(items, [t, arg if spec.measure != "count" else 1])
-        newest = items[-1][0]
-        horizon = newest - spec.size_seconds - state.lateness
-        items = items[bisect.bisect_left(items, horizon, key=_time) :][-MAX_SLIDING_ITEMS:]
-        start = bisect.bisect_left(items, t - spec.size_seconds, key=_time)
-        inside = items[start : bisect.bisect_right(items, t, key=_time)]
-        if spec.measure == "count_distinct":
-            value = len({i[1] for i in inside})
-        elif spec.measure == "sum":
-            value = sum(int(i[1] or 0) for i in inside)
-        else:
-            value = len(inside)
-        agg = {"t": items}
-        expires = newest + spec.size_seconds
-        over = threshold is not None and value > threshold
+) -> Observation | None:
+    """Add one event (event time `t`, measure argument `arg`) to the window stored under `key`.
+
+    Returns the Observation when the window is over its threshold, else None (nothing to report, so the
+    label and window id are not worked out). The stored lists are updated in place and the value is then
+    `put` again, which is what marks the key for the changelog. An event that fails leaves the entry as
+    it was: what can raise runs before anything stored changes, or that change is undone.
+    """
+    kind = spec.kind
+    if kind == "trailing":
+        return _observe_trailing(spec, state, key, t, event_id, arg)
+    if kind == "calendar_month":
+        return _observe_month(spec, state, key, t, event_id, arg, threshold)
+    return _observe_sliding(spec, state, key, t, event_id, arg, threshold)
+
+
+def _observe_month(
+    spec: WindowSpec, state: WindowState, key: str, t: float, event_id: str, arg: Any, threshold: Any
+) -> Observation | None:
+    month, end = _month(t)
+    key = f"{key}|m={month}"
+    old = state.get(key) or {}
+    if spec.measure == "count_distinct":
+        seen = set(old.get("d", []))
+        seen.add(arg)
+        agg: dict[str, Any] = {"d": sorted(seen)}
+        value: Any = len(seen)
+    else:
+        value = int(old.get("s", 0)) + (1 if spec.measure == "count" else int(arg or 0))
+        agg = {"s": value}
+    over = threshold is not None and value > threshold
+    rec = _episodes(old, agg, month if over else None, t, event_id, None) if over or "o" in old else None
+    state.put(key, agg, expires_at=end)
+    if rec is None:
+        return None
+    return _observation(value, threshold, f"calendar month {month}", month, rec)
+
+
+def _observe_sliding(
+    spec: WindowSpec, state: WindowState, key: str, t: float, event_id: str, arg: Any, threshold: Any
+) -> Observation | None:
+    old = state.get(key) or {}
+    items = old.get("t")
+    if type(items) is not list:
+        items = list(items or ())  # sorted by time
+    size = spec.size_seconds
+    item = [t, arg if spec.measure != "count" else 1]
+    value: Any
+    if not items and size + state.lateness >= 0:
+        # A new window (as for most recipient_pupil keys): the event alone, and in it.
+        value = int(arg or 0) if spec.measure == "sum" else 1
+        if not _CALENDAR_FROM <= t < _CALENDAR_UNTIL:
+            dt.datetime.fromtimestamp(t, LONDON)  # what the label needs
+        items.append(item)
+    else:
+        at = bisect.bisect_right(items, item)  # what bisect.insort does; raises before the list is changed
+        items.insert(at, item)
+        try:
+            # The items kept: none older than the horizon, at most MAX_SLIDING_ITEMS (the newest).
+            horizon = items[-1][0] - size - state.lateness
+            lo = max(bisect.bisect_left(items, horizon, key=_TIME), len(items) - MAX_SLIDING_ITEMS)
+            start = bisect.bisect_left(items, t - size, lo, key=_TIME)
+            stop = bisect.bisect_right(items, t, lo, key=_TIME)
+            if spec.measure == "count_distinct":
+                value = len({i[1] for i in items[start:stop]})
+            elif spec.measure == "sum":
+                value = sum(int(i[1] or 0) for i in items[start:stop])
+            else:
+                value = stop - start
+            if not _CALENDAR_FROM <= t < _CALENDAR_UNTIL:
+                dt.datetime.fromtimestamp(t, LONDON)  # what the label needs
+        except Exception:
+            del items[at]  # the entry is as it was
+            raise
+        if lo > 0:
+            del items[:lo]
+    newest: float = items[-1][0]
+    agg: dict[str, Any] = {"t": items}
+    over = threshold is not None and value > threshold
+    window_id = label = ""
+    if over:
         label = f"{spec.size_text} to {dt.datetime.fromtimestamp(t, LONDON).date().isoformat()}"
-        window_id = ""
         for wid, rec in (old.get("o") or {}).items():
-            if rec["f"] - spec.size_seconds <= t <= rec["l"] + spec.size_seconds:
+            if rec["f"] - size <= t <= rec["l"] + size:
                 window_id = wid  # the breach episode this event continues
                 break
         if not window_id:
             window_id = dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    else:  # trailing
-        old = state.get(key) or {}
-        hist: list[list[Any]] = [list(i) for i in old.get("h", [])]
-        prior = [i[1] for i in hist if i[0] < t][-spec.size_events :]
-        value = int(arg or 0)
-        if len(prior) >= spec.min_prior:
-            threshold = _number(spec.factor * statistics.median(prior))
+    over_rec = None
+    if over or "o" in old:  # (keeping only the records of recent episodes)
+        over_rec = _episodes(old, agg, window_id if over else None, t, event_id, newest - size - 62 * 86400.0)
+    state.put(key, agg, expires_at=newest + size)
+    if over_rec is None:
+        return None
+    return _observation(value, threshold, label, window_id, over_rec)
+
+
+def _observe_trailing(
+    spec: WindowSpec, state: WindowState, key: str, t: float, event_id: str, arg: Any
+) -> Observation | None:
+    # `values`: those of `hist`, sorted, so that a median costs no sort. They are kept with the entry
+    # (WindowState.get_with_derived), and sorted again when missing at the next median of events in order.
+    stored, values = state.get_with_derived(key)
+    old = stored or {}
+    hist = old.get("h")
+    if type(hist) is not list:
+        hist = list(hist or ())  # sorted by time
+    value = int(arg or 0)
+    n = len(hist)
+    size = spec.size_events
+    threshold: Any = None
+    over = False
+    if values is not None and 0 < n <= size and hist[-1][0] < t:
+        # The usual case, an event after the others: they are all prior, and `values` are theirs.
+        if n >= spec.min_prior:
+            mid = n // 2  # the median, as statistics.median works it out
+            threshold = _number(spec.factor * (values[mid] if n % 2 == 1 else (values[mid - 1] + values[mid]) / 2))
             over = value > threshold
-        else:
-            threshold, over = None, False
-        bisect.insort(hist, [t, value])
-        agg = {"h": hist[-spec.size_events :]}
-        newest = hist[-1][0]
-        expires = newest + TRAILING_RETENTION_SECONDS
-        window_id, _ = _month(t)
-        label = f"trailing {spec.size_events} events"
-    overs: dict[str, Any] = dict(old.get("o") or {})
-    rec = overs.get(window_id)
-    count, first, last, ids = 0, t, t, ()
-    if over:
-        prev = rec or {"n": 0, "f": t, "l": t, "e": []}
-        ids_list = [*prev["e"], event_id][-MAX_ALERT_EVENT_IDS:]
-        rec = {"n": prev["n"] + 1, "f": min(prev["f"], t), "l": max(prev["l"], t), "e": ids_list}
+        if not _CALENDAR_FROM <= t < _CALENDAR_UNTIL:
+            _month(t)  # what the window id needs
+        bisect.insort(values, value)
+        hist.append([t, value])  # what bisect.insort does here, without the search
+        if n == size:
+            del values[bisect.bisect_left(values, hist[0][1])]
+            del hist[0]
+    else:
+        threshold, over, values = _trailing_insert(spec, hist, t, value)
+    agg: dict[str, Any] = {"h": hist}
+    newest: float = hist[-1][0]
+    rec = None
+    if over or "o" in old:
+        window_id = _month(t)[0] if over else None
+        rec = _episodes(old, agg, window_id, t, event_id, newest - 62 * 86400.0)
+    state.put(key, agg, expires_at=newest + TRAILING_RETENTION_SECONDS, derived=values)
+    if rec is None:
+        return None
+    return _observation(value, threshold, f"trailing {size} events", _month(t)[0], rec)
+
+
+def _trailing_insert(
+    spec: WindowSpec, hist: list[list[Any]], t: float, value: int
+) -> tuple[Any, bool, list[Any] | None]:
+    """Any other trailing event: late, among the first, or without sorted values kept (after a restart).
+
+    Returns (threshold, over, the values of `hist` sorted, when the median needed them all, else None).
+    What can fail runs before `hist` changes.
+    """
+    size = spec.size_events
+    before = bisect.bisect_left(hist, t, key=_TIME)  # the prior events: those before t, at most size_events
+    threshold: Any = None
+    over = False
+    values = None
+    if min(before, size) >= spec.min_prior:
+        prior = sorted([i[1] for i in hist[max(0, before - size) : before]])
+        mid = len(prior) // 2
+        threshold = _number(spec.factor * (prior[mid] if len(prior) % 2 == 1 else (prior[mid - 1] + prior[mid]) / 2))
+        over = value > threshold
+        if before == len(hist) <= size:
+            values = prior  # they are all of them
+    if not _CALENDAR_FROM <= t < _CALENDAR_UNTIL:
+        _month(t)  # what the window id needs
+    bisect.insort(hist, [t, value])
+    if values is not None:
+        bisect.insort(values, value)
+    while len(hist) > size:
+        if values is not None:
+            del values[bisect.bisect_left(values, hist[0][1])]
+        del hist[0]
+    return threshold, over, values
+
+
+def _episodes(
+    old: Mapping[str, Any], agg: dict[str, Any], window_id: str | None, t: float, event_id: str, keep: float | None
+) -> dict[str, Any] | None:
+    """The over-threshold records `"o"` (window id -> {n, f, l, e}), updated in place and set in `agg`.
+
+    `window_id` is None when the event is not over its threshold; then only the records last seen before
+    `keep` (None: keep all) are dropped. Returns the updated record of the event's window, if over.
+    """
+    overs: dict[str, Any] | None = old.get("o") or None
+    rec = None
+    if window_id is not None:
+        if overs is None:
+            overs = {}
+        prev = overs.get(window_id) or {"n": 0, "f": t, "l": t, "e": []}
+        ids = [*prev["e"], event_id][-MAX_ALERT_EVENT_IDS:]
+        rec = {"n": prev["n"] + 1, "f": min(prev["f"], t), "l": max(prev["l"], t), "e": ids}
         overs[window_id] = rec
-        count, first, last, ids = rec["n"], rec["f"], rec["l"], tuple(ids_list)
-    if spec.kind != "calendar_month":  # keep only the records of recent episodes/months
-        keep = newest - spec.size_seconds - 62 * 86400.0
-        overs = {k: v for k, v in overs.items() if v["l"] >= keep}
     if overs:
-        agg["o"] = overs
-    state.put(key, agg, expires_at=expires)
-    return Observation(value, threshold, label, window_id, over, count, first, last, ids)
+        if keep is not None:
+            for stale in [k for k, v in overs.items() if v["l"] < keep]:
+                del overs[stale]
+        if overs:
+            agg["o"] = overs
+    return rec
+
+
+def _observation(value: Any, threshold: Any, label: str, window_id: str, rec: dict[str, Any]) -> Observation:
+    return Observation(value, threshold, label, window_id, True, rec["n"], rec["f"], rec["l"], tuple(rec["e"]))

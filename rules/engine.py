@@ -177,7 +177,7 @@ class Engine:
     def _stateless_pass(
         self, facts: Facts, key: tuple[Any, ...], violations: list[Violation], errors: list[Issue]
     ) -> None:
-        for rule, condition in self._stateless_index.candidates(key):
+        for rule, condition in self._stateless_index.candidates(key, facts.av):
             try:
                 if not condition(facts):
                     continue
@@ -200,34 +200,30 @@ class Engine:
         if (
             not errors
             and len(violations) <= MAX_LIST
-            and evaluated_at.utcoffset() is not None
+            and (evaluated_at.tzinfo is _UTC or evaluated_at.utcoffset() is not None)
             and (source is None or type(source) is MessageRef)
         ):
             # Every value below is already valid: the event is a validated AccessEvent (the same
             # constraints as the decision's fields), violations and the pack ref are models.
-            return construct(
-                Decision,
-                {
-                    "schema_version": "1",
-                    "event_id": event.event_id,
-                    "evaluated_at": evaluated_at,
-                    "verdict": Verdict.VIOLATION if violations else Verdict.COMPLIANT,
-                    "violations": tuple(violations),
-                    "errors": (),
-                    "pack": self.pack,
-                    "occurred_at": event.occurred_at,
-                    "action": event.action,
-                    "recipient_org_id": event.recipient.org_id,
-                    "recipient_type": event.recipient.org_type,
-                    "agreement_id": event.agreement_id,
-                    "legal_gateway": event.legal_gateway,
-                    "purpose": event.purpose,
-                    "record_count": event.record_count,
-                    "source": source,
-                    "ledger": None,
-                },
-                _DECISION_FIELDS_SET,
-            )
+            # A copy of the template, then the per-event values: cheaper than a 17-key dict display.
+            values = _DECISION_TEMPLATE.copy()
+            values["event_id"] = event.event_id
+            values["evaluated_at"] = evaluated_at
+            if violations:
+                values["verdict"] = _VIOLATION
+                values["violations"] = tuple(violations)
+            values["pack"] = self.pack
+            values["occurred_at"] = event.occurred_at
+            values["action"] = event.action
+            recipient = event.recipient
+            values["recipient_org_id"] = recipient.org_id
+            values["recipient_type"] = recipient.org_type
+            values["agreement_id"] = event.agreement_id
+            values["legal_gateway"] = event.legal_gateway
+            values["purpose"] = event.purpose
+            values["record_count"] = event.record_count
+            values["source"] = source
+            return construct(Decision, values, _DECISION_FIELDS_SET)
         return Decision(
             event_id=event.event_id,
             evaluated_at=evaluated_at or dt.datetime.now(dt.UTC),
@@ -273,7 +269,7 @@ class Engine:
         windowed_alerts: list[Alert] = []
         if state is not None and self._windowed:
             t = event.occurred_at.timestamp()
-            for rule, condition in self._windowed_index.candidates(key):
+            for rule, condition in self._windowed_index.candidates(key, facts.av):
                 try:
                     if not condition(facts):
                         continue
@@ -309,15 +305,6 @@ class Engine:
         alerts = self._event_alerts(event, decision, skip=self._windowed_ids, fast=True) + windowed_alerts
         return Evaluation(decision, alerts)
 
-    def _keys(self, rule: Rule, event: AccessEvent) -> list[tuple[str, str]]:
-        """(state key, key for the alert id) of each window an event belongs to; no pupil ref in clear."""
-        base = f"w1|{self.pack.name}|{rule.id}"
-        org = event.recipient.org_id
-        if rule.window is not None and rule.window.per == "recipient_pupil":
-            hashes = sorted({self.pupil_hash(r) for r in event.pupil_refs or ()})
-            return [(f"{base}|rp={org}|{h}", f"rp={org}|{h}") for h in hashes]
-        return [(f"{base}|r={org}", f"r={org}")]
-
     def _window_rule(
         self,
         rule: Rule,
@@ -331,19 +318,28 @@ class Engine:
         assert spec is not None  # _windowed holds windowed rules only
         arg = spec.arg(facts) if spec.arg is not None else None
         threshold = spec.threshold(facts) if spec.threshold is not None else None
-        worst: Observation | None = None
         event = facts.event
-        for key, alert_key in self._keys(rule, event):
-            obs = observe(spec, state, key, t, event.event_id, arg, threshold)
+        org = event.recipient.org_id
+        # The key of each window the event belongs to (in the alert id; the state key puts the pack and
+        # rule before it): its recipient's, or one per pupil of the event. No pupil ref in clear.
+        if spec.per == "recipient_pupil":
+            window_keys = [f"rp={org}|{h}" for h in _pupil_hashes(facts, self._pupil_key)]
+        else:
+            window_keys = [f"r={org}"]
+        prefix = f"w1|{self.pack.name}|{rule.id}|"
+        worst: Observation | None = None
+        for window_key in window_keys:
+            obs = observe(spec, state, prefix + window_key, t, event.event_id, arg, threshold)
+            if obs is None:  # not over its threshold: nothing to report
+                continue
             if obs.over and (worst is None or obs.value > worst.value):
                 worst = obs
             if obs.emit:
-                facts.cache["_window"] = _window_facts(obs)
-                alerts.append(self._window_alert(rule, facts, obs, alert_key))
-        if worst is not None:
+                alerts.append(self._window_alert(rule, facts, obs, window_key))
+        if worst is not None:  # (only an observation over its threshold sets the window facts)
             facts.cache["_window"] = _window_facts(worst)
             violations.append(_violation(rule, rule.message.render(facts)))
-        facts.cache.pop("_window", None)
+            facts.cache.pop("_window", None)
 
     def _window_alert(self, rule: Rule, facts: Facts, obs: Observation, key: str) -> Alert:
         facts.cache["_window"] = _window_facts(obs)
@@ -382,6 +378,7 @@ class Engine:
         rule_ids = tuple(r.id for r in self._pupil if r.condition(facts))
         if not rule_ids:
             return []
+        hashes = _pupil_hashes(facts, self._pupil_key)
         return [
             PupilLookup(
                 pupil_hash=h,
@@ -394,7 +391,7 @@ class Engine:
                 event_id=event.event_id,
                 rule_ids=rule_ids,
             )
-            for h in sorted({self.pupil_hash(r) for r in event.pupil_refs})
+            for h in hashes
         ]
 
     def _lookup_facts(self, lookup: PupilLookup) -> Facts:
@@ -422,6 +419,7 @@ class Engine:
     def _pupil_observations(
         self, lookup: PupilLookup, state: WindowState, errors: list[Issue]
     ) -> list[tuple[str, Observation, Facts]]:
+        """The observations over their threshold of the lookup's `per: pupil` rules (the others update state only)."""
         facts = self._lookup_facts(lookup)
         t = lookup.occurred_at.timestamp()
         out: list[tuple[str, Observation, Facts]] = []
@@ -434,7 +432,9 @@ class Engine:
                 arg = spec.arg(facts) if spec.arg is not None else None
                 threshold = spec.threshold(facts) if spec.threshold is not None else None
                 key = f"w1|{self.pack.name}|{rule.id}|p={lookup.pupil_hash}"
-                out.append((rule_id, observe(spec, state, key, t, lookup.event_id, arg, threshold), facts))
+                obs = observe(spec, state, key, t, lookup.event_id, arg, threshold)
+                if obs is not None:
+                    out.append((rule_id, obs, facts))
             except Exception as exc:
                 errors.append(_engine_error(rule, exc))
         return out
@@ -610,7 +610,19 @@ def _engine_error(rule: Rule, exc: Exception) -> Issue:
     )
 
 
+_UTC = dt.UTC
+# Enum members are looked up once: a class attribute read of an Enum member is slow on the hot path.
+_VIOLATION = Verdict.VIOLATION
+_COMPLIANT = Verdict.COMPLIANT
 _DECISION_FIELDS_SET = frozenset(Decision.model_fields) - {"schema_version", "ledger"}
+#: A compliant decision's values in field declaration order (the JSON order); `_decision` fills in the event's.
+_DECISION_TEMPLATE: dict[str, Any] = {
+    **dict.fromkeys(Decision.model_fields),
+    "schema_version": "1",
+    "verdict": _COMPLIANT,
+    "violations": (),
+    "errors": (),
+}
 _ALERT_FIELDS_SET = frozenset(Alert.model_fields) - {"schema_version"}
 _VIOLATION_FIELDS_SET = frozenset(Violation.model_fields)
 
@@ -641,6 +653,40 @@ def _violation(rule: Rule, explanation: str) -> Violation:
 
 def _window_facts(obs: Observation) -> dict[str, Any]:
     return {"value": obs.value, "threshold": obs.threshold, "label": obs.label}
+
+
+def _pupil_hashes(facts: Facts, key: bytes) -> list[str]:
+    """The event's distinct pupil refs as sorted HMAC-SHA256 hex (as `Engine.pupil_hash`), worked out once per event."""
+    hashes: list[str] | None = facts.cache.get("_pupil_hashes")
+    if hashes is None:
+        inner, outer = _HMAC_PADS.get(key) or _hmac_pads(key)
+        hashes = []
+        for ref in facts.event.pupil_refs or ():
+            h = inner.copy()
+            h.update(ref.encode("utf-8"))
+            o = outer.copy()
+            o.update(h.digest())
+            hashes.append(o.hexdigest())
+        if len(hashes) > 1:
+            hashes = sorted(set(hashes))
+        facts.cache["_pupil_hashes"] = hashes
+    return hashes
+
+
+#: key -> SHA-256 states that have absorbed the HMAC inner and outer key pads (RFC 2104). HMAC-SHA256 of a
+#: message is then two copies and updates of them: the digest hmac.new gives, without its set-up per message.
+_HMAC_PADS: dict[bytes, tuple[Any, Any]] = {}
+
+
+def _hmac_pads(key: bytes) -> tuple[Any, Any]:
+    block = hashlib.sha256().block_size
+    padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
+    pads = (
+        hashlib.sha256(padded.translate(bytes(x ^ 0x36 for x in range(256)))),
+        hashlib.sha256(padded.translate(bytes(x ^ 0x5C for x in range(256)))),
+    )
+    _HMAC_PADS[key] = pads
+    return pads
 
 
 def _day_start(day: str, now: dt.datetime) -> dt.datetime:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -27,7 +27,9 @@ __all__ = [
     "INDEX_FACTS",
     "INDEX_NONEMPTY",
     "INDEX_NULL",
+    "INDEX_PARTIAL",
     "LONDON",
+    "UNKNOWN",
     "Fact",
     "Facts",
     "fact_table",
@@ -56,6 +58,7 @@ class Facts:
         "cache",
         "catalogue",
         "cited",
+        "day",
         "event",
         "fc",
         "gateway",
@@ -81,13 +84,21 @@ class Facts:
         pv = memo.purposes.get(event.purpose or "", _NO_PURPOSE)
         self.pv: _PurposeView = pv
         self.purpose: Purpose | None = pv.purpose
-        self.av: _AgreementView = _NO_AGREEMENT if agreement is None else memo.agreement_view(agreement)
+        if agreement is None:
+            self.av: _AgreementView = memo.no_agreement
+        else:  # memo.agreement_view, with its hit inlined: this runs for every event
+            hit = memo.agreements.get(id(agreement))
+            self.av = hit[1] if hit is not None and hit[0] is agreement else memo.agreement_view(agreement)
         self.present: bool = agreement is not None
         self.cited: bool = event.agreement_id is not None
-        fc = memo.field_classes(event.fields)
+        fields = event.fields
+        fc = memo.fields.get(fields) if type(fields) is tuple else None  # memo.field_classes, hit inlined
+        if fc is None:
+            fc = memo.field_classes(fields)
         self.fc: _FieldClasses = fc
         self.pupil_level: bool = bool(fc.mask & _PUPIL) and event.min_cell_count is None
         self.local: dt.datetime | None = None
+        self.day: dt.date | None = None
 
     @classmethod
     def for_sweep(cls, agreement: Agreement, catalogue: Catalogue, now: dt.datetime) -> Facts:
@@ -113,6 +124,7 @@ class Facts:
         f.fc = _NO_FIELDS
         f.pupil_level = False
         f.local = now.astimezone(LONDON)
+        f.day = None
         return f
 
 
@@ -137,18 +149,29 @@ FACTS: dict[str, Fact] = {}
 
 
 def _fact(
-    name: str, type_: str, doc: str, *, nullable: bool = False, domain: str | None = None
+    name: str,
+    type_: str,
+    doc: str,
+    *,
+    nullable: bool = False,
+    domain: str | None = None,
+    nonempty: Getter | None = None,
 ) -> Callable[[Getter], Getter]:
     def register(fn: Getter) -> Getter:
-        FACTS[name] = Fact(name, type_, doc, fn, nullable, domain)
+        FACTS[name] = Fact(name, type_, doc, fn, nullable, domain, nonempty)
         return fn
 
     return register
 
 
+#: The attribute path of each fact registered with _path.
+_PATHS: dict[str, str] = {}
+
+
 def _path(name: str, type_: str, doc: str, path: str, *, nullable: bool = False, domain: str | None = None) -> None:
     """A fact that is an attribute path from Facts: a C-level attrgetter, no Python frame per read."""
     FACTS[name] = Fact(name, type_, doc, attrgetter(path), nullable, domain)
+    _PATHS[name] = path
 
 
 # --- memoised views (per catalogue; bounded) -----------------------------------------------------------
@@ -253,7 +276,7 @@ class _FieldClasses:
         return got
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # identity hash: the rule index is keyed by it
 class _AgreementView:
     """The agreement facts that do not depend on the event (dates as ISO text, enums as values)."""
 
@@ -289,11 +312,14 @@ class _AgreementView:
     fields_allowed_set: frozenset[str]
     datasets_allowed_set: frozenset[str]
     onward_allowed_set: frozenset[str]
+    #: The allowed fields plus the catalogue's prohibited ones: a disclosed field not in it is outside
+    #: the agreement (fields.outside_agreement leaves prohibited fields to prohibited_field).
+    fields_ok: frozenset[str]
     #: The part of the index key that comes from the agreement (see INDEX_FACTS and INDEX_NULL).
     flags: tuple[bool, ...]
 
 
-def _agreement_view(a: Agreement) -> _AgreementView:
+def _agreement_view(a: Agreement, prohibited: frozenset[str]) -> _AgreementView:
     due = _destruction_due(a)
     audit_due = _audit_due_of(a)
     return _AgreementView(
@@ -329,6 +355,7 @@ def _agreement_view(a: Agreement) -> _AgreementView:
         fields_allowed_set=frozenset(a.fields_allowed),
         datasets_allowed_set=frozenset(a.datasets_allowed),
         onward_allowed_set=frozenset(a.onward_recipients_allowed),
+        fields_ok=frozenset(a.fields_allowed) | prohibited,
         flags=(
             a.status is AgreementStatus.APPROVED,
             a.access_route is AccessRoute.SRS_ONLY,
@@ -337,14 +364,17 @@ def _agreement_view(a: Agreement) -> _AgreementView:
             a.dpia_ref is None,
             a.ethics_ref is None,
             a.recipient_org_type is None,
+            a.per_event_record_cap is None,
+            a.recipient_ico_registration is None,
+            a.recipient_companies_house is None,
         ),
     )
 
 
 _NO_AGREEMENT = _AgreementView(
     None, None, None, False, False, None, None, None, None, None, (), (), (), (), None, False, None, None, None,
-    None, None, None, (), None, None, False, None, None, None, frozenset(), frozenset(), frozenset(),
-    (False, False, False, False, True, True, True),
+    None, None, None, (), None, None, False, None, None, None, frozenset(), frozenset(), frozenset(), frozenset(),
+    (False, False, False, False, True, True, True, True, True, True),
 )  # fmt: skip
 _NO_GATEWAY = _gateway_view(None)
 _NO_PURPOSE = _purpose_view(None)
@@ -362,10 +392,10 @@ class _Memo:
         "agreements",
         "bits",
         "catalogue",
-        "datasets_outside",
         "fields",
-        "fields_outside",
         "gateways",
+        "no_agreement",
+        "prohibited",
         "purposes",
     )
 
@@ -374,10 +404,11 @@ class _Memo:
         self.gateways = {code: _gateway_view(g) for code, g in catalogue.gateways.items()}
         self.purposes = {code: _purpose_view(p) for code, p in catalogue.purposes.items()}
         self.bits = {code: _field_bits(d) for code, d in catalogue.fields.items()}
+        self.prohibited = frozenset(code for code, bits in self.bits.items() if bits & _PROHIBITED)
+        #: The view of no agreement: no field is allowed, so only prohibited ones are not outside it.
+        self.no_agreement = replace(_NO_AGREEMENT, fields_ok=self.prohibited)
         self.fields: dict[tuple[str, ...], _FieldClasses] = {}
         self.agreements: dict[int, tuple[Agreement, _AgreementView]] = {}
-        self.fields_outside: dict[tuple[int, tuple[str, ...]], tuple[Agreement, tuple[str, ...]]] = {}
-        self.datasets_outside: dict[tuple[int, tuple[str, ...]], tuple[Agreement, tuple[str, ...]]] = {}
 
     def field_classes(self, fields: tuple[str, ...]) -> _FieldClasses:
         if type(fields) is not tuple:  # model_construct'ed events may carry lists
@@ -395,7 +426,7 @@ class _Memo:
             return hit[1]
         if len(self.agreements) >= MEMO_LIMIT:
             self.agreements.clear()
-        view = _agreement_view(a)
+        view = _agreement_view(a, self.prohibited)
         self.agreements[id(a)] = (a, view)
         return view
 
@@ -403,12 +434,20 @@ class _Memo:
 _MEMOS: dict[int, _Memo] = {}
 
 
+_last_memo: _Memo | None = None  # the memo of the catalogue used last: one engine's, almost always
+
+
 def _memo(catalogue: Catalogue) -> _Memo:
+    global _last_memo
+    m = _last_memo
+    if m is not None and m.catalogue is catalogue:
+        return m
     m = _MEMOS.get(id(catalogue))
     if m is None or m.catalogue is not catalogue:
         if len(_MEMOS) >= 64:
             _MEMOS.clear()
         m = _MEMOS[id(catalogue)] = _Memo(catalogue)
+    _last_memo = m
     return m
 
 
@@ -423,7 +462,15 @@ def _local(f: Facts) -> dt.datetime:
 
 
 def _event_day(f: Facts) -> dt.date:
-    return _local(f).date()
+    """The Europe/London date of the event (of `now` in a sweep), computed once per Facts.
+
+    Getters write `f.day or _event_day(f)` (and `f.local or _local(f)`): no call once it is set, as a
+    date or datetime is never false.
+    """
+    d = f.day
+    if d is None:
+        d = f.day = _local(f).date()
+    return d
 
 
 def _opt(value: Any) -> Any:
@@ -441,31 +488,70 @@ def _audit_due_of(a: Agreement) -> dt.date:
 
 # --- the index -----------------------------------------------------------------------------------------
 
-# The index key of an event: cheap values with few distinct values in practice, which the leading
-# conjuncts of most conditions test. Gateway and purpose views are in it by identity (one per code).
+# The index key of an event: cheap values with few distinct values in practice, which most conditions
+# test. Gateway and purpose views are in it by identity (one per code).
 _K_ACTION, _K_ORG, _K_GW_CODE, _K_GW, _K_PURPOSE, _K_PV, _K_CHANNEL, _K_PRESENT, _K_CITED = range(9)
-_K_PUPIL, _K_AGGREGATE, _K_EVIDENCE, _K_MASK, _K_AGREEMENT, _K_NULLS = range(9, 15)
+_K_PUPIL, _K_AGGREGATE, _K_EVIDENCE, _K_MASK, _K_AGREEMENT, _K_NULLS, _K_ONWARD, _K_RESTRICTED = range(9, 17)
+#: Where the agreement view goes in a key extended with it (`index_key(f) + (f.av,)`): the rule index
+#: specialises each bucket further per agreement with it (see INDEX_PARTIAL).
+_K_AV = _K_RESTRICTED + 1
+
+
+#: The event attributes the key is made of, read in one call (in this order, as index_key uses them).
+_KEY_ATTRIBUTES = attrgetter(
+    "action",
+    "recipient.org_type",
+    "legal_gateway",
+    "purpose",
+    "channel",
+    "min_cell_count",
+    "evidence_attestation",
+    "case_reference",
+    "court_order_ref",
+    "actor.country",
+    "recipient.ico_registration",
+    "recipient.companies_house",
+    "onward_recipients",
+    "restricted_record_count",
+)
 
 
 def index_key(f: Facts) -> tuple[Any, ...]:
     """The index key of one event (what the engine's rule index is keyed by); see INDEX_FACTS."""
-    e = f.event
+    (
+        action,
+        org_type,
+        gateway,
+        purpose,
+        channel,
+        cells,
+        attested,
+        case_ref,
+        court_ref,
+        country,
+        ico,
+        ch,
+        onward,
+        restricted,
+    ) = _KEY_ATTRIBUTES(f.event)
     return (
-        e.action,
-        e.recipient.org_type,
-        e.legal_gateway,
+        action,
+        org_type,
+        gateway,
         f.gw,
-        e.purpose,
+        purpose,
         f.pv,
-        e.channel,
+        channel,
         f.present,
         f.cited,
         f.pupil_level,
-        e.min_cell_count is not None,
-        e.evidence_attestation is True,
+        cells is not None,
+        attested is True,
         f.fc.mask,
         f.av.flags,
-        (e.case_reference is None, e.court_order_ref is None, e.actor.country is None),
+        (case_ref is None, court_ref is None, country is None, ico is None, ch is None),
+        bool(onward),
+        bool(restricted),
     )
 
 
@@ -526,9 +612,41 @@ INDEX_NULL: dict[str, KeyFn] = {
     "event.case_reference": _at(_K_NULLS, 0),
     "event.court_order_ref": _at(_K_NULLS, 1),
     "event.actor.country": _at(_K_NULLS, 2),
+    "event.recipient.ico_registration": _at(_K_NULLS, 3),
+    "event.recipient.companies_house": _at(_K_NULLS, 4),
+    "event.min_cell_count": lambda k: not k[_K_AGGREGATE],
     "agreement.dpia_ref": _at(_K_AGREEMENT, 4),
     "agreement.ethics_ref": _at(_K_AGREEMENT, 5),
     "agreement.recipient_org_type": _at(_K_AGREEMENT, 6),
+    "agreement.per_event_record_cap": _at(_K_AGREEMENT, 7),
+    "agreement.recipient_ico_registration": _at(_K_AGREEMENT, 8),
+    "agreement.recipient_companies_house": _at(_K_AGREEMENT, 9),
+}
+
+
+class _Unknown:
+    """The type of UNKNOWN."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+#: What a partial key function gives when the index key does not determine the value (INDEX_PARTIAL).
+UNKNOWN: Any = _Unknown()
+
+
+def _null_or_unknown(is_null: KeyFn) -> KeyFn:
+    return lambda k: None if is_null(k) else UNKNOWN
+
+
+#: Facts whose value the index key determines for some keys only: fact -> the value, or UNKNOWN. It lets
+#: the index drop, say, `event.min_cell_count < 10` for events that are not aggregate (null: false).
+INDEX_PARTIAL: dict[str, KeyFn] = {
+    **{name: _null_or_unknown(is_null) for name, is_null in INDEX_NULL.items()},
+    "event.restricted_record_count": lambda k: UNKNOWN if k[_K_RESTRICTED] else 0,
+    "onward.not_allowed": lambda k: UNKNOWN if k[_K_ONWARD] else (),
 }
 
 
@@ -600,12 +718,12 @@ _fact("event.restricted_record_count", "int", "Records of pupils with a restrict
 _fact("event.pupil_ref_count", "int", "How many pupil references the event carries (never their values)")(
     lambda f: len(f.event.pupil_refs) if f.event.pupil_refs else 0
 )
-_fact("event.local_hour", "int", "Hour of occurred_at in Europe/London (0-23)")(lambda f: _local(f).hour)
+_fact("event.local_hour", "int", "Hour of occurred_at in Europe/London (0-23)")(lambda f: (f.local or _local(f)).hour)
 _fact("event.local_weekday", "int", "ISO weekday of occurred_at in Europe/London (1 = Monday, 7 = Sunday)")(
-    lambda f: _local(f).isoweekday()
+    lambda f: (f.local or _local(f)).isoweekday()
 )
 _fact("event.local_date", "str", "Date of occurred_at in Europe/London (YYYY-MM-DD)")(
-    lambda f: _local(f).date().isoformat()
+    lambda f: (f.day or _event_day(f)).isoformat()
 )
 _path(
     "event.pupil_level", "bool", "Pupil-level (not aggregate) data with at least one pupil-level field", "pupil_level"
@@ -627,13 +745,13 @@ _fact(
     "agreement.active",
     "bool",
     "Approved, and the event's Europe/London date is within valid_from..valid_until (event time, not clock)",
-)(lambda f: f.agreement is not None and f.agreement.active_on(_event_day(f)))
+)(lambda f: (a := f.agreement) is not None and a.active_on(f.day or _event_day(f)))
 _path("agreement.approved", "bool", "Status is approved", "av.approved")
 _fact("agreement.not_yet_valid", "bool", "The event's date is before valid_from")(
-    lambda f: f.agreement is not None and _event_day(f) < f.agreement.valid_from
+    lambda f: (a := f.agreement) is not None and (f.day or _event_day(f)) < a.valid_from
 )
 _fact("agreement.expired", "bool", "The event's date is after valid_until")(
-    lambda f: f.agreement is not None and _event_day(f) > f.agreement.valid_until
+    lambda f: (a := f.agreement) is not None and (f.day or _event_day(f)) > a.valid_until
 )
 _path(
     "agreement.destruction_confirmed_at",
@@ -655,13 +773,13 @@ _fact(
     f"No destruction confirmation and the judged date is over {DESTRUCTION_GRACE_DAYS} days after valid_until",
 )(
     lambda f: (
-        f.agreement is not None
-        and f.agreement.destruction_confirmed_at is None
-        and _event_day(f) > _destruction_due(f.agreement)
+        (a := f.agreement) is not None
+        and a.destruction_confirmed_at is None
+        and (f.day or _event_day(f)) > _destruction_due(a)
     )
 )
 _fact("now.date", "str", "Europe/London date the sweep judges at (`scope: agreement` rules only)")(
-    lambda f: _local(f).date().isoformat()
+    lambda f: (f.day or _event_day(f)).isoformat()
 )
 _path("agreement.legal_gateways", "list", "Gateways the agreement approved", "av.legal_gateways", domain="gateway")
 _path("agreement.purposes", "list", "Purposes the agreement approved", "av.purposes", domain="purpose")
@@ -720,7 +838,7 @@ _fact(
     "bool",
     f"The recipient audit is overdue at the event's date (interval default {DEFAULT_AUDIT_INTERVAL_DAYS} days; "
     "never audited counts from valid_from)",
-)(lambda f: (due := f.av.audit_due_date) is not None and _event_day(f) > due)
+)(lambda f: (due := f.av.audit_due_date) is not None and (f.day or _event_day(f)) > due)
 
 # --- gateway.* and purpose.* --------------------------------------------------------------------------
 
@@ -780,52 +898,38 @@ _field_class("fields.sensitive", "Tier 1 or special category fields disclosed", 
 _fact("fields.pupil_level", "bool", "At least one pupil-level field disclosed")(lambda f: bool(f.fc.mask & _PUPIL))
 
 
-def _outside(
-    memo: dict[tuple[int, tuple[str, ...]], tuple[Agreement, tuple[str, ...]]],
-    a: Agreement,
-    codes: tuple[str, ...],
-    compute: Callable[[], tuple[str, ...]],
-) -> tuple[str, ...]:
-    key = (id(a), codes)
-    hit = memo.get(key)
-    if hit is not None and hit[0] is a:
-        return hit[1]
-    if len(memo) >= MEMO_LIMIT:
-        memo.clear()
-    value = compute()
-    memo[key] = (a, value)
-    return value
-
-
 @_fact(
     "fields.outside_agreement",
     "list",
     "Disclosed fields the agreement does not allow (prohibited fields excluded: prohibited_field reports them)",
     domain="field",
+    nonempty=lambda f: not f.av.fields_ok.issuperset(f.fc.fields),
 )
 def _fields_outside(f: Facts) -> tuple[str, ...]:
-    fields = f.event.fields
-    a = f.agreement
-    if a is None:
-        prohibited = f.fc.select(_PROHIBITED)
-        return tuple(c for c in fields if c not in prohibited)
-    allowed, prohibited = f.av.fields_allowed_set, f.fc.select(_PROHIBITED)
-    return _outside(
-        f.memo.fields_outside,
-        a,
-        fields,
-        lambda: tuple(c for c in fields if c not in allowed and c not in prohibited),
-    )
+    ok = f.av.fields_ok
+    return tuple([c for c in f.fc.fields if c not in ok])
 
 
-@_fact("datasets.outside_agreement", "list", "Datasets drawn on that the agreement does not allow", domain="dataset")
+def _datasets_outside_nonempty(f: Facts) -> bool:
+    datasets = f.event.datasets
+    if f.agreement is None:
+        return len(datasets) > 0
+    return not f.av.datasets_allowed_set.issuperset(datasets)
+
+
+@_fact(
+    "datasets.outside_agreement",
+    "list",
+    "Datasets drawn on that the agreement does not allow",
+    domain="dataset",
+    nonempty=_datasets_outside_nonempty,
+)
 def _datasets_outside(f: Facts) -> tuple[str, ...]:
     datasets = f.event.datasets
-    a = f.agreement
-    if a is None:
+    if f.agreement is None:
         return tuple(datasets)
     allowed = f.av.datasets_allowed_set
-    return _outside(f.memo.datasets_outside, a, datasets, lambda: tuple(c for c in datasets if c not in allowed))
+    return tuple(c for c in datasets if c not in allowed)
 
 
 _fact("datasets.unknown", "list", "Dataset codes not in the catalogue")(
@@ -833,7 +937,17 @@ _fact("datasets.unknown", "list", "Dataset codes not in the catalogue")(
 )
 
 
-@_fact("onward.not_allowed", "list", "Onward recipients the agreement does not name")
+def _onward_not_allowed_nonempty(f: Facts) -> bool:
+    onward = f.event.onward_recipients
+    return bool(onward) and not f.av.onward_allowed_set.issuperset(onward)
+
+
+@_fact(
+    "onward.not_allowed",
+    "list",
+    "Onward recipients the agreement does not name",
+    nonempty=_onward_not_allowed_nonempty,
+)
 def _onward_not_allowed(f: Facts) -> tuple[str, ...]:
     onward = f.event.onward_recipients
     if not onward:
@@ -868,6 +982,23 @@ _fact(
     "The window, e.g. 2024-03 or 30 days to 2024-03-05 (windowed rule messages only)",
     nullable=True,
 )(_window("label"))
+
+
+def _agreement_partial(attr: str, without_view: KeyFn | None) -> KeyFn:
+    get = attrgetter(attr)
+
+    def key(k: tuple[Any, ...]) -> Any:
+        if len(k) > _K_AV:
+            return get(k[_K_AV])
+        return UNKNOWN if without_view is None else without_view(k)
+
+    return key
+
+
+# The agreement facts read from the agreement view are decided by a key extended with the view.
+for _name, _attr_path in _PATHS.items():
+    if _attr_path.startswith("av."):
+        INDEX_PARTIAL[_name] = _agreement_partial(_attr_path.removeprefix("av."), INDEX_PARTIAL.get(_name))
 
 
 def fact_table() -> list[tuple[str, str, str]]:

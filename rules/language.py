@@ -8,13 +8,14 @@ and the result is a tree of plain closures taking a `Facts` context. See rules/R
 from __future__ import annotations
 
 import difflib
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from rules.exceptions import ConditionError
-from rules.facts import FACTS, INDEX_FACTS, INDEX_NONEMPTY, INDEX_NULL, Fact, Facts, KeyFn
+from rules.facts import FACTS, INDEX_FACTS, INDEX_NONEMPTY, INDEX_NULL, INDEX_PARTIAL, UNKNOWN, Fact, Facts, KeyFn
 
 __all__ = [
     "FUNCTIONS",
@@ -112,13 +113,20 @@ class Compiled:
     fact: str | None = None
     #: For a list: a cheaper closure giving bool(value), used by any()/empty().
     nonempty: Fn | None = None
-    #: The node's value computed from the event's index key, when the key determines it
-    #: (rules.facts.INDEX_FACTS); the engine indexes rules by their leading conjuncts' keyfn.
+    #: The node's value computed from the event's index key, or UNKNOWN for keys that do not determine
+    #: it (rules.facts.INDEX_FACTS, INDEX_PARTIAL); the engine's index drops what the key decides.
     keyfn: KeyFn | None = None
     #: The operands of an `and` chain (flattened through parentheses), in order.
     conjuncts: tuple[Compiled, ...] = ()
     #: The operands of an `or` chain (flattened through parentheses), in order.
     disjuncts: tuple[Compiled, ...] = ()
+    #: For `not x`: x.
+    operand: Compiled | None = None
+    #: For a comparison: given an index key, the comparison compiled against the value of a side the key
+    #: determines (e.g. the agreement's cap), else None.
+    bind: Callable[[tuple[Any, ...]], Fn | None] | None = None
+    #: For a list difference `a - b - [...]`: (a, b or None, the literal items), run as one pass.
+    difference: tuple[Fn, Fn | None, frozenset[Any]] | None = None
 
 
 def _const(value: Any, type_: str) -> Compiled:
@@ -126,6 +134,48 @@ def _const(value: Any, type_: str) -> Compiled:
         return value
 
     return Compiled(get, type_, value is None, True, value, keyfn=lambda _k: value)
+
+
+# --- key functions (see Compiled.keyfn) ------------------------------------------------------------
+# Each gives UNKNOWN as soon as an operand it would evaluate first is UNKNOWN: that operand must then be
+# evaluated per event (and may raise), so nothing after it is decided by the key alone.
+
+
+def _key_unary(kf: KeyFn | None, op: Callable[[Any], Any]) -> KeyFn | None:
+    if kf is None:
+        return None
+    return lambda k: v if (v := kf(k)) is UNKNOWN else op(v)
+
+
+def _key_binary(lk: KeyFn | None, rk: KeyFn | None, op: Callable[[Any, Any], Any]) -> KeyFn | None:
+    if lk is None or rk is None:
+        return None
+
+    def key(k: tuple[Any, ...]) -> Any:
+        a = lk(k)
+        if a is UNKNOWN:
+            return UNKNOWN
+        b = rk(k)
+        return UNKNOWN if b is UNKNOWN else op(a, b)
+
+    return key
+
+
+def _key_order(lk: KeyFn | None, rk: KeyFn | None, op: Callable[[Any, Any], bool]) -> KeyFn | None:
+    """An ordering's keyfn, with its null rule: a null side (known from the key) makes it false."""
+    if lk is None:
+        return None
+
+    def key(k: tuple[Any, ...]) -> Any:
+        a = lk(k)
+        if a is UNKNOWN or a is None:
+            return UNKNOWN if a is UNKNOWN else False
+        b = UNKNOWN if rk is None else rk(k)
+        if b is UNKNOWN or b is None:
+            return UNKNOWN if b is UNKNOWN else False
+        return op(a, b)
+
+    return key
 
 
 # --- functions -------------------------------------------------------------------------------------
@@ -194,19 +244,129 @@ def chain(fns: list[Fn], *, any_of: bool) -> Fn:
 
 
 def _key_chain(parts: tuple[Compiled, ...], any_of: bool) -> KeyFn | None:
-    """The keyfn of an and/or chain whose every operand has one (else None)."""
-    fns = [p.keyfn for p in parts]
-    if any(fn is None for fn in fns):
+    """The keyfn of an and/or chain: decided by the first operand the key decides as true (or) / false (and)."""
+    items = tuple(p.keyfn for p in parts)
+    if items[0] is None:
         return None
-    items = tuple(fn for fn in fns if fn is not None)
-    if any_of:
-        return lambda k: any(fn(k) for fn in items)
-    return lambda k: all(fn(k) for fn in items)
+
+    def key(k: tuple[Any, ...]) -> Any:
+        for fn in items:
+            v = UNKNOWN if fn is None else fn(k)
+            if v is UNKNOWN:
+                return UNKNOWN
+            if bool(v) is any_of:
+                return any_of
+        return not any_of
+
+    return key
+
+
+def _in(a: Any, b: Any) -> bool:
+    return a in b
+
+
+def _not_in(a: Any, b: Any) -> bool:
+    return a not in b
+
+
+def _false(_f: Facts) -> bool:
+    return False
+
+
+def _evaluated_then_false(fn: Fn) -> Fn:
+    """`x < null`: false, but x is still evaluated (as when the literal is not null), so its errors show."""
+
+    def evaluate(f: Facts) -> bool:
+        fn(f)
+        return False
+
+    return evaluate
+
+
+_ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+#: `a < b` is `b > a`: the operator with its operands swapped.
+_MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
 def _difference(a: Any, b: Any) -> tuple[Any, ...]:
     s = frozenset(b)
-    return tuple(x for x in a if x not in s)
+    return tuple([x for x in a if x not in s])
+
+
+def _difference_fn(base: Fn, dynamic: Fn | None, fixed: frozenset[Any]) -> Fn:
+    """`base - dynamic - [fixed...]`: the items of base in neither, in base's order, in one pass."""
+    if dynamic is None:
+        return lambda f: tuple([x for x in base(f) if x not in fixed])
+    if not fixed:
+        return lambda f: _difference(base(f), dynamic(f))
+
+    def difference(f: Facts) -> tuple[Any, ...]:
+        items = base(f)
+        excluded = frozenset(dynamic(f))
+        return tuple([x for x in items if x not in excluded and x not in fixed])
+
+    return difference
+
+
+def _order_const(lf: Fn, op: str, v: Any) -> Fn:
+    """`x < v` for a constant v: false when x is null (or v is, after evaluating x, so its errors show)."""
+    if v is None:
+        return _evaluated_then_false(lf)
+    if op == "<":
+        return lambda f: (a := lf(f)) is not None and a < v
+    if op == "<=":
+        return lambda f: (a := lf(f)) is not None and a <= v
+    if op == ">":
+        return lambda f: (a := lf(f)) is not None and a > v
+    return lambda f: (a := lf(f)) is not None and a >= v
+
+
+def _known(kf: KeyFn | None, k: tuple[Any, ...]) -> Any:
+    return UNKNOWN if kf is None else kf(k)
+
+
+def _bind_equality(left: Compiled, right: Compiled, equal: bool) -> Callable[[tuple[Any, ...]], Fn | None]:
+    lf, rf, lk, rk = left.fn, right.fn, left.keyfn, right.keyfn
+
+    def bind(k: tuple[Any, ...]) -> Fn | None:
+        if (v := _known(rk, k)) is not UNKNOWN:
+            return (lambda f: lf(f) == v) if equal else (lambda f: lf(f) != v)
+        if (v := _known(lk, k)) is not UNKNOWN:
+            return (lambda f: v == rf(f)) if equal else (lambda f: v != rf(f))
+        return None
+
+    return bind
+
+
+def _bind_order(left: Compiled, right: Compiled, op: str) -> Callable[[tuple[Any, ...]], Fn | None]:
+    lf, rf, lk, rk = left.fn, right.fn, left.keyfn, right.keyfn
+
+    def bind(k: tuple[Any, ...]) -> Fn | None:
+        if (v := _known(rk, k)) is not UNKNOWN:
+            return _order_const(lf, op, v)
+        if (v := _known(lk, k)) is not UNKNOWN:  # `v < x` as `x > v`; a null v: false, x not evaluated
+            return _false if v is None else _order_const(rf, _MIRRORED[op], v)
+        return None
+
+    return bind
+
+
+def _bind_membership(left: Compiled, right: Compiled, negate: bool) -> Callable[[tuple[Any, ...]], Fn | None]:
+    lf, rf, lk, rk = left.fn, right.fn, left.keyfn, right.keyfn
+
+    def bind(k: tuple[Any, ...]) -> Fn | None:
+        if (v := _known(rk, k)) is not UNKNOWN:
+            return (lambda f: lf(f) not in v) if negate else (lambda f: lf(f) in v)
+        if (v := _known(lk, k)) is not UNKNOWN:
+            return (lambda f: v not in rf(f)) if negate else (lambda f: v in rf(f))
+        return None
+
+    return bind
 
 
 def _close(name: str, known: Any) -> str:
@@ -323,8 +483,7 @@ class _Parser(TokenCursor):
             self.depth -= 1
             self.need(inner, "bool", "'not'", tok)
             fn = inner.fn
-            ik = inner.keyfn
-            return Compiled(lambda f: not fn(f), "bool", keyfn=None if ik is None else (lambda k: not ik(k)))
+            return Compiled(lambda f: not fn(f), "bool", keyfn=_key_unary(inner.keyfn, operator.not_), operand=inner)
         return self.comparison()
 
     def comparison(self) -> Compiled:
@@ -370,17 +529,24 @@ class _Parser(TokenCursor):
                 fn = lambda f: lf(f) == rf(f)  # noqa: E731
             else:
                 fn = lambda f: lf(f) != rf(f)  # noqa: E731
-            lk, rk = left.keyfn, right.keyfn
-            keyfn: KeyFn | None = None
-            if lk is not None and rk is not None:
-                keyfn = (lambda k: lk(k) == rk(k)) if op == "==" else (lambda k: lk(k) != rk(k))
-            elif right.const and right.value is None and (nk := INDEX_NULL.get(left.fact or "")) is not None:
+            keyfn: KeyFn | None
+            if right.const and right.value is None and (nk := INDEX_NULL.get(left.fact or "")) is not None:
                 keyfn = nk if op == "==" else (lambda k: not nk(k))
-            return Compiled(fn, "bool", keyfn=keyfn)
+            else:
+                keyfn = _key_binary(left.keyfn, right.keyfn, operator.eq if op == "==" else operator.ne)
+            bind = None if right.const else _bind_equality(left, right, op == "==")
+            return Compiled(fn, "bool", keyfn=keyfn, bind=bind)
         self.need(left, "int", f"'{op}'", tok)
         self.need(right, "int", f"'{op}'", tok)
-        lf, rf = left.fn, right.fn
+        keyfn = _key_order(left.keyfn, right.keyfn, _ORDERINGS[op])
         # A null side (e.g. no cap in the agreement) makes every ordering false rather than an error.
+        if left.const and left.value is None:
+            return Compiled(_false, "bool", keyfn=keyfn)
+        if left.const and not right.const:  # `10 < x` as `x > 10`: one call fewer per evaluation
+            return Compiled(_order_const(right.fn, _MIRRORED[op], left.value), "bool", keyfn=keyfn)
+        lf, rf = left.fn, right.fn
+        if right.const:
+            return Compiled(_order_const(lf, op, right.value), "bool", keyfn=keyfn)
         if op == "<":
             fn = lambda f: (a := lf(f)) is not None and (b := rf(f)) is not None and a < b  # noqa: E731
         elif op == "<=":
@@ -389,7 +555,7 @@ class _Parser(TokenCursor):
             fn = lambda f: (a := lf(f)) is not None and (b := rf(f)) is not None and a > b  # noqa: E731
         else:
             fn = lambda f: (a := lf(f)) is not None and (b := rf(f)) is not None and a >= b  # noqa: E731
-        return Compiled(fn, "bool")
+        return Compiled(fn, "bool", keyfn=keyfn, bind=_bind_order(left, right, op))
 
     def membership(self, tok: _Tok, left: Compiled, right: Compiled, negate: bool) -> Compiled:
         self.need(right, "list", "'in'", tok)
@@ -399,20 +565,18 @@ class _Parser(TokenCursor):
             )
         self.check_codes(left, right, tok)
         lf, rf = left.fn, right.fn
-        lk, rk = left.keyfn, right.keyfn
-        keyfn: KeyFn | None = None
+        rk = right.keyfn
         if right.const:
             s = frozenset(right.value)
             fn: Fn = (lambda f: lf(f) not in s) if negate else (lambda f: lf(f) in s)
-            if lk is not None:
-                keyfn = (lambda k: lk(k) not in s) if negate else (lambda k: lk(k) in s)
+            rk = lambda _k: s  # noqa: E731  # the key functions test the same set
         elif negate:
             fn = lambda f: lf(f) not in rf(f)  # noqa: E731
         else:
             fn = lambda f: lf(f) in rf(f)  # noqa: E731
-        if keyfn is None and lk is not None and rk is not None:
-            keyfn = (lambda k: lk(k) not in rk(k)) if negate else (lambda k: lk(k) in rk(k))
-        return Compiled(fn, "bool", keyfn=keyfn)
+        keyfn = _key_binary(left.keyfn, rk, _not_in if negate else _in)
+        bind = None if right.const else _bind_membership(left, right, negate)
+        return Compiled(fn, "bool", keyfn=keyfn, bind=bind)
 
     def additive(self) -> Compiled:
         node = self.primary()
@@ -423,13 +587,15 @@ class _Parser(TokenCursor):
                 self.need(node, "list", "'-' (list difference)", tok)
                 self.need(right, "list", "'-' (list difference)", tok)
                 self.check_codes(node, right, tok)
-                lf, rf = node.fn, right.fn
-                if right.const:
-                    s = frozenset(right.value)
-                    fn: Fn = lambda f, lf=lf, s=s: tuple(x for x in lf(f) if x not in s)  # type: ignore[misc]  # noqa: E731
+                parts: tuple[Fn, Fn | None, frozenset[Any]]
+                if right.const and node.difference is not None:  # `a - b - ["x"]`: still one pass over a
+                    base, dynamic, fixed = node.difference
+                    parts = (base, dynamic, fixed | frozenset(right.value))
+                elif right.const:
+                    parts = (node.fn, None, frozenset(right.value))
                 else:
-                    fn = lambda f, lf=lf, rf=rf: _difference(lf(f), rf(f))  # type: ignore[misc]  # noqa: E731
-                node = Compiled(fn, "list", domain=node.domain, fact=node.fact)
+                    parts = (node.fn, right.fn, frozenset())
+                node = Compiled(_difference_fn(*parts), "list", domain=node.domain, fact=node.fact, difference=parts)
             else:
                 self.need(node, "int", "'-'", tok)
                 self.need(right, "int", "'-'", tok)
@@ -487,7 +653,7 @@ class _Parser(TokenCursor):
             domain=fact.domain,
             fact=fact.name,
             nonempty=fact.nonempty,
-            keyfn=INDEX_FACTS.get(fact.name),
+            keyfn=INDEX_FACTS.get(fact.name) or INDEX_PARTIAL.get(fact.name),
         )
 
     def call(self, tok: _Tok) -> Compiled:
@@ -514,16 +680,19 @@ class _Parser(TokenCursor):
         if len(args) == 1:
             a = args[0].fn
             nonempty = args[0].nonempty
-            nk = INDEX_NONEMPTY.get(args[0].fact or "")
+            # Emptiness from the key: INDEX_NONEMPTY for a fact itself (only a fact node has `nonempty`; a
+            # difference such as `fields.tier1 - [...]` keeps the fact's name), else from the list's keyfn.
+            fact_nk = INDEX_NONEMPTY.get(args[0].fact or "") if nonempty is not None else None
+            nk = fact_nk or _key_unary(args[0].keyfn, bool)
             if func.name == "any":
                 if nonempty is not None:
                     return Compiled(nonempty, "bool", keyfn=nk)
-                return Compiled(lambda f: bool(a(f)), "bool")
+                return Compiled(lambda f: bool(a(f)), "bool", keyfn=nk)
             if func.name == "empty" and nonempty is not None:
-                return Compiled(lambda f: not nonempty(f), "bool", keyfn=None if nk is None else (lambda k: not nk(k)))
-            return Compiled(lambda f: impl(a(f)), func.returns)
+                return Compiled(lambda f: not nonempty(f), "bool", keyfn=_key_unary(nk, operator.not_))
+            return Compiled(lambda f: impl(a(f)), func.returns, keyfn=_key_unary(args[0].keyfn, impl))
         a, b = args[0].fn, args[1].fn
-        return Compiled(lambda f: impl(a(f), b(f)), func.returns)
+        return Compiled(lambda f: impl(a(f), b(f)), func.returns, keyfn=_key_binary(args[0].keyfn, args[1].keyfn, impl))
 
     def int_literal(self, tok: _Tok, negative: bool = False) -> Compiled:
         if len(tok.text) > MAX_INT_DIGITS:
@@ -615,6 +784,8 @@ def compile_condition(
 
 def render_value(value: Any) -> str:
     """Render a fact value for people: lists comma-joined, null as 'none', booleans lower case."""
+    if type(value) is str:  # the common case, first
+        return value
     if value is None:
         return "none"
     if isinstance(value, bool):
@@ -637,7 +808,7 @@ class Template:
         self.parts = parts
 
     def render(self, facts: Facts) -> str:
-        return "".join(p if isinstance(p, str) else render_value(p(facts)) for p in self.parts)
+        return "".join([p if isinstance(p, str) else render_value(p(facts)) for p in self.parts])
 
 
 def compile_template(

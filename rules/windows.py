@@ -27,7 +27,7 @@ class WindowState:
     key would corrupt that partition's recovery.
     """
 
-    __slots__ = ("_heap", "_indexed", "backing", "lateness", "partition", "watermark")
+    __slots__ = ("_derived", "_heap", "_indexed", "backing", "lateness", "partition", "watermark")
 
     def __init__(
         self,
@@ -44,6 +44,8 @@ class WindowState:
         # stays as small as the set of live keys however often a key is updated.
         self._heap: list[tuple[float, str]] = []
         self._indexed: set[str] = set()
+        # key -> (the entry `put` stored, data derived from its value): see get_with_derived.
+        self._derived: dict[str, tuple[object, Any]] = {}
 
     def get(self, key: str) -> Any | None:
         """The stored value (unwrapped), or None."""
@@ -52,9 +54,29 @@ class WindowState:
             return entry.get("v")
         return None
 
-    def put(self, key: str, value: Any, *, expires_at: float) -> None:
-        """Store `value` (JSON-compatible) until event time passes `expires_at` (epoch seconds) + lateness."""
-        self.backing[key] = {"v": value, "x": float(expires_at), "p": self.partition}
+    def get_with_derived(self, key: str) -> tuple[Any | None, Any | None]:
+        """The stored value (as `get`), and what `put(..., derived=...)` kept with it, or None.
+
+        Derived data (a trailing window's values, sorted) is cheaper to update than to work out again
+        from the value. It is kept in memory only, with the entry `put` stored, and given back only while
+        that very entry is still the stored one: any other write of the key (another partition's state,
+        recovery from the changelog) replaces the entry, and the caller then works it out again.
+        """
+        entry = self.backing.get(key)
+        if not isinstance(entry, dict):
+            return None, None
+        derived = self._derived.get(key)
+        return entry.get("v"), derived[1] if derived is not None and derived[0] is entry else None
+
+    def put(self, key: str, value: Any, *, expires_at: float, derived: Any = None) -> None:
+        """Store `value` (JSON-compatible) until event time passes `expires_at` (epoch seconds) + lateness.
+
+        `derived`: data derived from `value`, kept in memory with this entry (see get_with_derived).
+        """
+        entry = {"v": value, "x": float(expires_at), "p": self.partition}
+        self.backing[key] = entry
+        if derived is not None:
+            self._derived[key] = (entry, derived)
         if key not in self._indexed:
             self._indexed.add(key)
             heapq.heappush(self._heap, (float(expires_at), key))
@@ -71,6 +93,7 @@ class WindowState:
             entry = self.backing.get(key)
             if not (isinstance(entry, dict) and entry.get("p") == self.partition):
                 self._indexed.discard(key)  # gone, or now owned by another partition: not ours to delete
+                self._derived.pop(key, None)
                 continue
             expires = entry.get("x")
             if isinstance(expires, int | float) and expires >= cutoff:
@@ -78,6 +101,7 @@ class WindowState:
                 continue
             del self.backing[key]
             self._indexed.discard(key)
+            self._derived.pop(key, None)
             deleted += 1
         return deleted
 
@@ -85,6 +109,7 @@ class WindowState:
         """Re-index this partition's entries after a restart or rebalance; returns how many were indexed."""
         self._heap = []
         self._indexed = set()
+        self._derived = {}
         for key, entry in list(self.backing.items()):
             if isinstance(entry, dict) and entry.get("p") == self.partition and isinstance(key, str):
                 expires = entry.get("x")
