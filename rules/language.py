@@ -564,6 +564,8 @@ class _Parser(TokenCursor):
                 "'in' tests one value against a list; to compare two lists use subset() or intersects()", tok
             )
         self.check_codes(left, right, tok)
+        if right.const and right.value is None:
+            raise self.err("'in' needs a list on its right, not null", tok)
         lf, rf = left.fn, right.fn
         rk = right.keyfn
         if right.const:
@@ -587,6 +589,8 @@ class _Parser(TokenCursor):
                 self.need(node, "list", "'-' (list difference)", tok)
                 self.need(right, "list", "'-' (list difference)", tok)
                 self.check_codes(node, right, tok)
+                if (node.const and node.value is None) or (right.const and right.value is None):
+                    raise self.err("'-' (list difference) needs lists on both sides, not null", tok)
                 parts: tuple[Fn, Fn | None, frozenset[Any]]
                 if right.const and node.difference is not None:  # `a - b - ["x"]`: still one pass over a
                     base, dynamic, fixed = node.difference

@@ -156,6 +156,10 @@ def test_hostile_rule_text_is_refused_and_never_executed(index: int, tmp_path: P
         ("''.__class__", "attribute access is not allowed"),
         ("__import__('os')", "unknown function '__import__'"),
         ("event.fields.__class__", "name 'event.fields.__class__' is not allowed"),
+        ("event.action in null", "'in' needs a list on its right, not null"),
+        ("event.action not in null", "'in' needs a list on its right, not null"),
+        ("len(event.fields - null) > 0", "'-' (list difference) needs lists on both sides, not null"),
+        ("len(null - event.fields) > 0", "'-' (list difference) needs lists on both sides, not null"),
     ],
 )
 def test_limits_and_hostile_text_give_clear_messages(text: str, message: str) -> None:
