@@ -299,8 +299,10 @@ def observe(
 
     Returns the Observation when the window is over its threshold, else None (nothing to report, so the
     label and window id are not worked out). The stored lists are updated in place and the value is then
-    `put` again, which is what marks the key for the changelog. An event that fails leaves the entry as
-    it was: what can raise runs before anything stored changes, or that change is undone.
+    `put` again, which is what marks the key for the changelog. An event whose own values fail (its
+    measure, threshold or time) leaves the entry as it was: what can raise on them runs before anything
+    stored changes, or that change is undone. Only a malformed stored entry, which this code never
+    writes, could leave it part-updated.
     """
     kind = spec.kind
     if kind == "trailing":

@@ -110,7 +110,7 @@ class Engine:
         "_index",
         "_pack",
         "_pupil",
-        "_pupil_key",
+        "_pupil_mac",
         "_stateless",
         "_stateless_index",
         "_sweep",
@@ -137,7 +137,7 @@ class Engine:
         self._windowed = tuple(r for r in event_scoped if r.window is not None and r.window.per != "pupil")
         self._pupil = tuple(r for r in event_scoped if r.window is not None and r.window.per == "pupil")
         self._sweep = tuple(r for r in self._active if r.scope == "agreement")
-        self._pupil_key = DEVELOPMENT_PUPIL_KEY if pupil_key is None else pupil_key
+        self._pupil_mac = hmac.new(DEVELOPMENT_PUPIL_KEY if pupil_key is None else pupil_key, digestmod=hashlib.sha256)
         self._stateless_index = RuleIndex(self._stateless, indexed=indexed)
         self._windowed_index = RuleIndex(self._windowed, indexed=indexed)
         self._windowed_ids = frozenset(r.id for r in self._windowed) | frozenset(r.id for r in self._pupil)
@@ -148,7 +148,9 @@ class Engine:
 
     def pupil_hash(self, pupil_ref: str) -> str:
         """HMAC-SHA256 hex of a pupil reference under the engine's key: the only form state ever holds."""
-        return hmac.new(self._pupil_key, pupil_ref.encode("utf-8"), hashlib.sha256).hexdigest()
+        mac = self._pupil_mac.copy()
+        mac.update(pupil_ref.encode("utf-8"))
+        return mac.hexdigest()
 
     def evaluate(
         self,
@@ -323,7 +325,7 @@ class Engine:
         # The key of each window the event belongs to (in the alert id; the state key puts the pack and
         # rule before it): its recipient's, or one per pupil of the event. No pupil ref in clear.
         if spec.per == "recipient_pupil":
-            window_keys = [f"rp={org}|{h}" for h in _pupil_hashes(facts, self._pupil_key)]
+            window_keys = [f"rp={org}|{h}" for h in _pupil_hashes(facts, self._pupil_mac)]
         else:
             window_keys = [f"r={org}"]
         prefix = f"w1|{self.pack.name}|{rule.id}|"
@@ -378,7 +380,7 @@ class Engine:
         rule_ids = tuple(r.id for r in self._pupil if r.condition(facts))
         if not rule_ids:
             return []
-        hashes = _pupil_hashes(facts, self._pupil_key)
+        hashes = _pupil_hashes(facts, self._pupil_mac)
         return [
             PupilLookup(
                 pupil_hash=h,
@@ -655,38 +657,22 @@ def _window_facts(obs: Observation) -> dict[str, Any]:
     return {"value": obs.value, "threshold": obs.threshold, "label": obs.label}
 
 
-def _pupil_hashes(facts: Facts, key: bytes) -> list[str]:
-    """The event's distinct pupil refs as sorted HMAC-SHA256 hex (as `Engine.pupil_hash`), worked out once per event."""
+def _pupil_hashes(facts: Facts, mac: hmac.HMAC) -> list[str]:
+    """The event's distinct pupil refs as sorted HMAC-SHA256 hex (as `Engine.pupil_hash`), worked out once per event.
+
+    `mac` is an HMAC that has absorbed the key only: a copy of it per ref skips the key set-up.
+    """
     hashes: list[str] | None = facts.cache.get("_pupil_hashes")
     if hashes is None:
-        inner, outer = _HMAC_PADS.get(key) or _hmac_pads(key)
         hashes = []
         for ref in facts.event.pupil_refs or ():
-            h = inner.copy()
+            h = mac.copy()
             h.update(ref.encode("utf-8"))
-            o = outer.copy()
-            o.update(h.digest())
-            hashes.append(o.hexdigest())
+            hashes.append(h.hexdigest())
         if len(hashes) > 1:
             hashes = sorted(set(hashes))
         facts.cache["_pupil_hashes"] = hashes
     return hashes
-
-
-#: key -> SHA-256 states that have absorbed the HMAC inner and outer key pads (RFC 2104). HMAC-SHA256 of a
-#: message is then two copies and updates of them: the digest hmac.new gives, without its set-up per message.
-_HMAC_PADS: dict[bytes, tuple[Any, Any]] = {}
-
-
-def _hmac_pads(key: bytes) -> tuple[Any, Any]:
-    block = hashlib.sha256().block_size
-    padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
-    pads = (
-        hashlib.sha256(padded.translate(bytes(x ^ 0x36 for x in range(256)))),
-        hashlib.sha256(padded.translate(bytes(x ^ 0x5C for x in range(256)))),
-    )
-    _HMAC_PADS[key] = pads
-    return pads
 
 
 def _day_start(day: str, now: dt.datetime) -> dt.datetime:

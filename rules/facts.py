@@ -309,7 +309,6 @@ class _AgreementView:
     last_audit_at: str | None
     audit_due: str | None
     audit_due_date: dt.date | None
-    fields_allowed_set: frozenset[str]
     datasets_allowed_set: frozenset[str]
     onward_allowed_set: frozenset[str]
     #: The allowed fields plus the catalogue's prohibited ones: a disclosed field not in it is outside
@@ -352,7 +351,6 @@ def _agreement_view(a: Agreement, prohibited: frozenset[str]) -> _AgreementView:
         last_audit_at=_opt(a.last_audit_at),
         audit_due=_opt(audit_due),
         audit_due_date=audit_due,
-        fields_allowed_set=frozenset(a.fields_allowed),
         datasets_allowed_set=frozenset(a.datasets_allowed),
         onward_allowed_set=frozenset(a.onward_recipients_allowed),
         fields_ok=frozenset(a.fields_allowed) | prohibited,
@@ -373,7 +371,7 @@ def _agreement_view(a: Agreement, prohibited: frozenset[str]) -> _AgreementView:
 
 _NO_AGREEMENT = _AgreementView(
     None, None, None, False, False, None, None, None, None, None, (), (), (), (), None, False, None, None, None,
-    None, None, None, (), None, None, False, None, None, None, frozenset(), frozenset(), frozenset(), frozenset(),
+    None, None, None, (), None, None, False, None, None, None, frozenset(), frozenset(), frozenset(),
     (False, False, False, False, True, True, True, True, True, True),
 )  # fmt: skip
 _NO_GATEWAY = _gateway_view(None)

@@ -77,6 +77,8 @@ class WindowState:
         self.backing[key] = entry
         if derived is not None:
             self._derived[key] = (entry, derived)
+        else:
+            self._derived.pop(key, None)  # whatever was derived from the value it replaces
         if key not in self._indexed:
             self._indexed.add(key)
             heapq.heappush(self._heap, (float(expires_at), key))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 from pathlib import Path
 from typing import Any
@@ -200,6 +202,25 @@ def test_no_pupil_ref_in_any_key_value_decision_or_alert() -> None:
     assert "SECRET-PUPIL-REF" not in text
     assert engine.pupil_hash("SECRET-PUPIL-REF-1") in json.dumps(list(pupil_backing))
     assert engine.pupil_hash("SECRET-PUPIL-REF-1") != load_engine().pupil_hash("SECRET-PUPIL-REF-1")
+
+
+@pytest.mark.parametrize("key", [b"", b"k", b"test-key", bytes(range(64)), b"x" * 65, b"long" * 50])
+def test_pupil_hashes_are_hmac_sha256_under_the_engine_key(key: bytes) -> None:
+    # The pseudonyms in state and look-ups must be reproducible by anyone holding the key.
+    engine = load_engine(pupil_key=key)
+    refs = ["P1", "A123456789012", "ref.2:x-y"]
+    expected = sorted(hmac.new(key, r.encode(), hashlib.sha256).hexdigest() for r in refs)
+    assert [engine.pupil_hash(r) for r in refs] == [hmac.new(key, r.encode(), hashlib.sha256).hexdigest() for r in refs]
+    event = make_event(
+        event_id="h1",
+        pupil_refs=[*refs, refs[0]],
+        recipient={"org_id": "police-x", "org_type": "police", "ico_registration": None},
+        agreement_id=None,
+        legal_gateway="DPA2018-Sch2-p2",
+        purpose="crime_prevention",
+        record_count=1,
+    )
+    assert [lookup.pupil_hash for lookup in engine.pupil_lookups(event)] == expected
 
 
 def test_pupil_lookups_round_trip_through_json_and_run_pupil_alerts(engine: Engine) -> None:
