@@ -226,11 +226,14 @@ def build_worker_app(
     )
     emit = outbox.add
 
-    async def before_commit() -> None:
-        """Runs before every offset commit: buffered table writes and outputs out, every send acknowledged."""
+    def snapshot() -> None:
+        """Runs as Faust reads the offsets to commit: the buffered table writes of exactly those events."""
         window_writes.flush()
         pupil_writes.flush()
         ledger_tails.flush()
+
+    async def before_commit() -> None:
+        """Runs before every offset commit: outputs out, every send (changelogs too) acknowledged."""
         await outbox.send()
         await producer.flush()
         if send_failures:
@@ -249,7 +252,7 @@ def build_worker_app(
                     send_failures.append(f"{type(exc).__name__}: {exc}")
                     log.exception("outbox_send_failed")
 
-    install_commit_hook(app, before_commit)
+    install_commit_hook(app, before_commit, snapshot=snapshot)
 
     register_overlay: dict[str, str | None] = {}  # agreement id -> JSON (None: withdrawn), read directly
     overlay_until = [0]  # the overlay stands until the register agent has applied up to this offset
@@ -315,7 +318,18 @@ def build_worker_app(
     async def evaluate(stream: faust.StreamT[bytes]) -> None:
         last_flush = time.monotonic()
         async for event in stream.events():
+            # Every await of this loop comes before the event changes any state: the previous event is
+            # acknowledged by now, so a commit that runs meanwhile snapshots the state of exactly the
+            # events its offsets cover (streams/tables.py, install_commit_hook).
+            if outbox.due():
+                await outbox.send()
+            if time.monotonic() - last_flush >= COMMIT_PAUSE_INTERVAL:
+                # Faust commits only after its producer buffer drains; an agent that never pauses keeps
+                # it non-empty under load and the commit starves (then a crash replays everything).
+                await app.producer.flush()
+                last_flush = time.monotonic()
             if not register_ready.is_set():
+                await outbox.learn_partitions(t.alerts, pupil_topic_name)  # no lookup (an await) mid-event
                 await wait_for_register()
             msg = event.message
             ref = MessageRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
@@ -334,18 +348,11 @@ def build_worker_app(
                 )
                 metrics.dead_letters.labels("access", DeadLetterReason.ENGINE_ERROR.value).inc()
                 await send_outcome(Outcome(dead_letter=dead), msg.key, msg.partition)  # a failure here is fatal
-            if outbox.due():
-                await outbox.send()
             processed[msg.partition] = msg.offset + 1
             done = done_gauges.get(msg.partition)
             if done is None:
                 done = done_gauges[msg.partition] = metrics.partition_last_processed.labels(str(msg.partition))
             done.set(time.time())
-            if time.monotonic() - last_flush >= COMMIT_PAUSE_INTERVAL:
-                # Faust commits only after its producer buffer drains; an agent that never pauses keeps
-                # it non-empty under load and the commit starves (then a crash replays everything).
-                await app.producer.flush()
-                last_flush = time.monotonic()
 
     register_ready = asyncio.Event()
     register_position = [0]  # next offset of the agreements partition the register agent will apply

@@ -59,6 +59,11 @@ class Outbox:
             self._partitions[topic] = count
         return int(murmur2(key) & 0x7FFFFFFF) % count
 
+    async def learn_partitions(self, *topics: str) -> None:
+        """Look up the partition counts of topics written by key now, so that `add` never waits for one."""
+        for topic in topics:
+            await self.partition_for(topic, b"")
+
     async def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
         """Queue one record; `partition` None means by key (murmur2), as the producer would."""
         if partition is None:

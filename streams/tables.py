@@ -99,20 +99,37 @@ class PartitionView(MutableMapping[Any, Any]):
         return len(self.buffer.table.data)
 
 
-def install_commit_hook(app: Any, before_commit: Callable[[], Awaitable[None]]) -> None:
-    """Await `before_commit()` each time `app`'s consumer is about to commit offsets.
+def install_commit_hook(
+    app: Any, before_commit: Callable[[], Awaitable[None]], *, snapshot: Callable[[], None] | None = None
+) -> None:
+    """Run `snapshot()` as Faust works out which offsets to commit, and await `before_commit()` before it commits.
 
-    The hook runs before Faust flushes its producer and commits; if it raises, the commit does not
-    happen (the events are processed again after a restart: nothing is lost). Patches Faust's
-    Consumer._commit_offsets once per process; apps without a hook are unaffected.
+    `snapshot` runs synchronously immediately before Faust reads the acknowledged offsets, with no await
+    in between, so the write-behind state it flushes is the state of exactly the events those offsets
+    cover (the agents keep their awaits out of the span between changing state and acknowledging an
+    event, streams/app.py). Flushed later, after Faust's own awaits, it could hold the state of events
+    past the committed offsets, and a crash would then count those events twice when they are processed
+    again. `before_commit` runs before Faust flushes its producer and commits; if it raises, the commit
+    does not happen (the events are processed again after a restart: nothing is lost). Patches Faust's
+    Consumer once per process; apps without hooks are unaffected.
     """
     from faust.transport.consumer import Consumer
 
     hooks: list[Callable[[], Awaitable[None]]] = app.__dict__.setdefault("_gatewatch_before_commit", [])
     hooks.append(before_commit)
+    snapshots: list[Callable[[], None]] = app.__dict__.setdefault("_gatewatch_snapshot", [])
+    if snapshot is not None:
+        snapshots.append(snapshot)
     if getattr(Consumer._commit_offsets, "_gatewatch_hooked", False):
         return
     original = Consumer._commit_offsets
+    original_tps = Consumer._commit_tps
+
+    async def _commit_tps(self: Any, tps: Any, start_new_transaction: bool) -> bool:
+        for snap in getattr(self.app, "_gatewatch_snapshot", ()):
+            snap()
+        # The original works out the committable offsets before its first await.
+        return await original_tps(self, tps, start_new_transaction=start_new_transaction)
 
     async def _commit_offsets(self: Any, offsets: Any, start_new_transaction: bool = True) -> bool:
         for hook in getattr(self.app, "_gatewatch_before_commit", ()):
@@ -121,3 +138,4 @@ def install_commit_hook(app: Any, before_commit: Callable[[], Awaitable[None]]) 
 
     _commit_offsets._gatewatch_hooked = True  # type: ignore[attr-defined]
     Consumer._commit_offsets = _commit_offsets  # type: ignore[method-assign]
+    Consumer._commit_tps = _commit_tps  # type: ignore[method-assign]

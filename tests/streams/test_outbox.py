@@ -169,3 +169,47 @@ def test_the_commit_waits_for_the_hook_and_does_not_happen_when_it_fails(monkeyp
     assert committed == [{"tp": 5}]  # nothing committed past the failure
     asyncio.run(Consumer._commit_offsets(ConsumerOf(object()), {"tp": 7}))  # type: ignore[arg-type]
     assert committed[-1] == {"tp": 7}  # an app without hooks commits as before
+
+
+def test_the_state_snapshot_runs_as_the_offsets_are_read_with_no_await_between(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from faust.transport.consumer import Consumer
+
+    from streams.tables import install_commit_hook
+
+    order: list[str] = []
+
+    async def commit_tps(self: Any, tps: Any, start_new_transaction: bool) -> bool:
+        order.append("offsets read")  # Faust's own reads the acknowledged offsets before its first await
+        await asyncio.sleep(0)
+        order.append("committed")
+        return True
+
+    async def commit(self: Any, offsets: Any, start_new_transaction: bool = True) -> bool:
+        return True
+
+    monkeypatch.setattr(Consumer, "_commit_tps", commit_tps)  # stand-ins for Faust's own, patched below
+    monkeypatch.setattr(Consumer, "_commit_offsets", commit)
+
+    class App:
+        pass
+
+    async def before_commit() -> None:
+        pass
+
+    app = App()
+    install_commit_hook(app, before_commit, snapshot=lambda: order.append("snapshot"))
+
+    class ConsumerOf:
+        def __init__(self, app: object) -> None:
+            self.app = app
+
+    async def main() -> None:
+        # An agent that would change state whenever the commit task yields.
+        asyncio.get_running_loop().call_soon(order.append, "agent ran")
+        await Consumer._commit_tps(ConsumerOf(app), ["tp"], start_new_transaction=True)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert order[:2] == ["snapshot", "offsets read"]  # nothing ran in between
+    assert order.index("agent ran") > 1
