@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from rules.facts import UNKNOWN, Facts
-from rules.language import Compiled, chain
+from rules.language import Compiled, _false, chain
 from rules.loader import Rule
 
 __all__ = ["Plan", "RuleIndex", "construct"]
@@ -32,10 +32,6 @@ M = TypeVar("M", bound=BaseModel)
 
 def _always(_f: Facts) -> bool:
     return True
-
-
-def _never(_f: Facts) -> bool:
-    return False
 
 
 def _decided(node: Compiled, key: tuple[Any, ...]) -> Any:
@@ -83,7 +79,7 @@ def _residual(node: Compiled, key: tuple[Any, ...]) -> bool | Fn:
         if r is any_of:
             if not fns:
                 return any_of
-            fns.append(_always if any_of else _never)
+            fns.append(_always if any_of else _false)
             break
         if not isinstance(r, bool):
             fns.append(r)
@@ -113,18 +109,6 @@ class _RulePlan:
         return (self.rule, _always if left is True else left)
 
 
-class _Bucket:
-    """The plans for one index key."""
-
-    __slots__ = ("live", "plans")
-
-    def __init__(self, plans: tuple[_RulePlan, ...], key: tuple[Any, ...]) -> None:
-        planned = [(rp, rp.plan(key)) for rp in plans]
-        self.plans: tuple[Plan, ...] = tuple(p for _, p in planned if p is not None)
-        #: The rules the key alone does not rule out: only they are planned again per agreement.
-        self.live = tuple(rp for rp, p in planned if p is not None)
-
-
 class RuleIndex:
     """Rules (kept in pack order) by index key; `indexed=False` gives every rule its full condition."""
 
@@ -134,35 +118,34 @@ class RuleIndex:
         self.indexed = indexed
         self._plans = tuple(_RulePlan(r) for r in rules)
         self._all: tuple[Plan, ...] = tuple((r, r.condition) for r in rules)
-        self._buckets: dict[tuple[Any, ...], _Bucket] = {}
+        #: index key -> the rules that key alone does not rule out (planned again per agreement)
+        self._buckets: dict[tuple[Any, ...], tuple[_RulePlan, ...]] = {}
         self._by_agreement: dict[tuple[tuple[Any, ...], object], tuple[Plan, ...]] = {}
 
-    def candidates(self, key: tuple[Any, ...], agreement: object = None) -> tuple[Plan, ...]:
-        """The rules that can fire for an event with these index values, in pack order.
+    def candidates(self, key: tuple[Any, ...], agreement: object) -> tuple[Plan, ...]:
+        """The rules that can fire for an event with these index values and agreement view, in pack order.
 
-        With `agreement` (the event's Facts.av) the plans are specialised to that agreement too: facts of
-        the agreement view are then known (rules.facts.INDEX_PARTIAL reads them from `key + (agreement,)`).
+        `agreement` is the event's Facts.av: the plans are specialised to it, so facts of the agreement
+        view are known too (rules.facts.INDEX_PARTIAL reads them from `key + (agreement,)`).
         """
         if not self.indexed:
             return self._all
-        if agreement is None:
-            return self._bucket(key).plans
         got = self._by_agreement.get((key, agreement))
         if got is None:
             if len(self._by_agreement) >= MAX_SPECIALISED:
                 self._by_agreement.clear()
             full = (*key, agreement)
-            got = tuple(p for p in (rp.plan(full) for rp in self._bucket(key).live) if p is not None)
+            got = tuple(p for p in (rp.plan(full) for rp in self._live(key)) if p is not None)
             self._by_agreement[key, agreement] = got
         return got
 
-    def _bucket(self, key: tuple[Any, ...]) -> _Bucket:
-        bucket = self._buckets.get(key)
-        if bucket is None:
+    def _live(self, key: tuple[Any, ...]) -> tuple[_RulePlan, ...]:
+        live = self._buckets.get(key)
+        if live is None:
             if len(self._buckets) >= MAX_BUCKETS:
                 self._buckets.clear()
-            bucket = self._buckets[key] = _Bucket(self._plans, key)
-        return bucket
+            live = self._buckets[key] = tuple(rp for rp in self._plans if rp.plan(key) is not None)
+        return live
 
 
 def construct(cls: type[M], values: dict[str, Any], fields_set: frozenset[str] | set[str]) -> M:
