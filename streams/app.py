@@ -329,8 +329,8 @@ def build_worker_app(
                 await app.producer.flush()
                 last_flush = time.monotonic()
             if not register_ready.is_set():
-                await outbox.learn_partitions(t.alerts, pupil_topic_name)  # no lookup (an await) mid-event
                 await wait_for_register()
+                await outbox.learn_partitions(t.alerts, pupil_topic_name)  # no lookup (an await) mid-event
             msg = event.message
             ref = MessageRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
             try:
