@@ -89,6 +89,29 @@ class PupilLookup(BaseModel):
     rule_ids: tuple[str, ...]
 
 
+class PupilLookupBatch(BaseModel):
+    """Several PupilLookups of one re-partitioned partition in one record, in the order they were made.
+
+    A record per look-up cost the reading agent a Faust message each, more than the look-up itself.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lookups: tuple[PupilLookup, ...]
+
+    @staticmethod
+    def wrap(items: list[bytes]) -> bytes:
+        """The record value for already-serialised PupilLookups (each `model_dump_json()` bytes)."""
+        return b'{"lookups":[' + b",".join(items) + b"]}"
+
+    @classmethod
+    def lookups_of(cls, raw: bytes) -> tuple[PupilLookup, ...]:
+        """The look-ups in one record: a batch, or a single PupilLookup (as workers before 2026-11-23 wrote)."""
+        if raw.lstrip().startswith(b'{"lookups"'):
+            return cls.model_validate_json(raw).lookups
+        return (PupilLookup.model_validate_json(raw),)
+
+
 @dataclass(frozen=True, slots=True)
 class Evaluation:
     """What `Engine.run` gives for one event: its decision and the alerts to publish."""

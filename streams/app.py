@@ -27,8 +27,8 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
-from rules import Engine, PupilLookup, WindowState, load_engine
-from schemas import Agreement, DeadLetterReason, Issue, MessageRef, issues_from_validation_error
+from rules import Engine, PupilLookupBatch, WindowState, load_engine
+from schemas import Agreement, Alert, DeadLetterReason, Issue, MessageRef, issues_from_validation_error
 from schemas.ledger import LedgerState, link_json
 from streams._aiokafka_fix import track_every_sent_topic
 from streams._faust_fix import keep_messages_across_rebalance
@@ -106,6 +106,8 @@ def _faust_options(settings: Settings) -> dict[str, Any]:
         "broker_commit_interval": 1.0,
         "stream_wait_empty": True,
         "table_cleanup_interval": 30.0,
+        # Outputs and changelogs go out in few large batches (streams/outbox.py); Faust's default is 16 KiB.
+        "producer_max_batch_size": settings.producer_batch_bytes,
     }
     if settings.local_mode:
         # A single-node embedded broker: the first group join waits about the rebalance timeout.
@@ -225,6 +227,11 @@ def build_worker_app(
         on_delivered=_delivered,
     )
     emit = outbox.add
+    # The tables' changelog records go out in the same record batches (the store is memory://, which
+    # keeps no persisted offsets for Faust's sent-callback to record): streams/tables.py.
+    for writes in (window_writes, pupil_writes, ledger_tails):
+        writes.sink = outbox.put
+    outbox.grouped(pupil_topic_name, PupilLookupBatch.wrap)
 
     def snapshot() -> None:
         """Runs as Faust reads the offsets to commit: the buffered table writes of exactly those events."""
@@ -234,7 +241,7 @@ def build_worker_app(
 
     async def before_commit() -> None:
         """Runs before every offset commit: outputs out, every send (changelogs too) acknowledged."""
-        await outbox.send()
+        await outbox.send(everything=True)
         await producer.flush()
         if send_failures:
             log.error("send_failed", failures=len(send_failures), first=send_failures[0])
@@ -302,8 +309,9 @@ def build_worker_app(
         await emit(t.decisions, key, wire, partition)
         for alert in outcome.alerts:
             await emit(t.alerts, alert.alert_id.encode(), alert.model_dump_json().encode())
-        for lookup in outcome.pupil_lookups:
-            await emit(pupil_topic_name, lookup.pupil_hash.encode(), lookup.model_dump_json().encode())
+        for lookup in outcome.pupil_lookups:  # grouped per partition into PupilLookupBatch records
+            lookup_partition = await outbox.partition_for(pupil_topic_name, lookup.pupil_hash.encode())
+            outbox.collect(pupil_topic_name, lookup_partition, lookup.model_dump_json().encode())
 
     @app.task  # type: ignore[untyped-decorator]
     async def declare_outputs() -> None:
@@ -436,13 +444,18 @@ def build_worker_app(
         async for event in stream.events():
             msg = event.message
             try:
-                lookup = PupilLookup.model_validate_json(msg.value)
-                state = pupil_states.get(msg.partition)
-                state.advance(lookup.occurred_at.timestamp())
-                raised = pack.engine.run_pupil(lookup, state)
+                lookups = PupilLookupBatch.lookups_of(msg.value)
             except Exception:  # an internal topic: a bad record is a bug, logged, never a stopped stream
                 log.exception("pupil_lookup_failed", offset=msg.offset)
                 continue
+            state = pupil_states.get(msg.partition)
+            raised: list[Alert] = []
+            for index, lookup in enumerate(lookups):
+                try:
+                    state.advance(lookup.occurred_at.timestamp())
+                    raised.extend(pack.engine.run_pupil(lookup, state))
+                except Exception:
+                    log.exception("pupil_lookup_failed", offset=msg.offset, index=index)
             for alert in raised:
                 metrics.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
                 await emit(t.alerts, alert.alert_id.encode(), alert.model_dump_json().encode())

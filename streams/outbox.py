@@ -10,6 +10,12 @@ never runs ahead of the outputs of the events it covers.
 
 Order: records of one topic partition are appended and submitted in order, under a lock, so each
 decisions partition keeps the order of its hash chain.
+
+Grouped items: for an internal topic whose reader takes many items per record (the pupil look-ups),
+`collect` queues items per topic partition and `send` wraps them into as few records as fit
+`group_max_bytes`, once the oldest has waited `group_linger` (longer than `linger`: every record the
+reader gets costs it a Faust message, about as much as the work on the item itself), and always
+before an offset commit (`send(everything=True)`).
 """
 
 from __future__ import annotations
@@ -33,9 +39,17 @@ class Outbox:
         *,
         linger: float = 0.005,
         on_delivered: Callable[[asyncio.Future[Any]], None] | None = None,
+        group_linger: float = 0.05,
+        group_max_bytes: int = 256 * 1024,
     ) -> None:
         self._producer = producer
         self.linger = linger
+        self.group_linger = group_linger
+        self.group_max_bytes = group_max_bytes
+        self._wraps: dict[str, Callable[[list[bytes]], bytes]] = {}
+        self._groups: dict[tuple[str, int], list[bytes]] = {}  # (topic, partition) -> items, in order
+        self._group_bytes: dict[tuple[str, int], int] = {}
+        self._grouped_at: float | None = None
         self._on_delivered = on_delivered
         self._open: dict[tuple[str, int], Any] = {}  # (topic, partition) -> BatchBuilder being filled
         self._full: list[tuple[str, int, Any]] = []  # builders that filled up, in order
@@ -45,11 +59,18 @@ class Outbox:
 
     @property
     def pending(self) -> bool:
-        return self._first_at is not None
+        return self._first_at is not None or self._grouped_at is not None
 
     def due(self) -> bool:
-        """True once the oldest unsent record has waited `linger`, or a builder is full."""
-        return self._first_at is not None and (bool(self._full) or time.monotonic() - self._first_at >= self.linger)
+        """True once the oldest record has waited `linger` (grouped items: `group_linger`) or a builder is full."""
+        now = time.monotonic()
+        if self._first_at is not None and (bool(self._full) or now - self._first_at >= self.linger):
+            return True
+        return self._grouped_at is not None and now - self._grouped_at >= self.group_linger
+
+    def grouped(self, topic: str, wrap: Callable[[list[bytes]], bytes]) -> None:
+        """Declare `topic` as written by `collect`: `wrap(items)` makes one record's value of a run of items."""
+        self._wraps[topic] = wrap
 
     async def partition_for(self, topic: str, key: bytes) -> int:
         """Kafka's default partitioner (murmur2 of the key), as Java clients and aiokafka use it."""
@@ -70,6 +91,13 @@ class Outbox:
             if key is None:
                 raise ValueError("an output record needs a partition or a key")
             partition = await self.partition_for(topic, key)
+        self._append(topic, partition, key, value)
+
+    def put(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+        """Queue one record for an explicit partition, synchronously (a None value is a tombstone)."""
+        self._append(topic, partition, key, value)
+
+    def _append(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         slot = (topic, partition)
         builder = self._open.get(slot)
         if builder is None:
@@ -79,13 +107,50 @@ class Outbox:
             self._full.append((topic, partition, builder))
             builder = self._open[slot] = self._producer().create_batch()
             if builder.append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(f"a record of {len(value)} bytes does not fit in an empty batch")
+                raise ValueError(f"a record of {len(value or b'')} bytes does not fit in an empty batch")
         if self._first_at is None:
             self._first_at = time.monotonic()
 
-    async def send(self) -> int:
-        """Submit every builder to the producer, in order; returns how many batches went out."""
+    def collect(self, topic: str, partition: int, item: bytes) -> None:
+        """Queue one item of a `grouped` topic for `partition`; it goes out inside a record with its neighbours."""
+        if topic not in self._wraps:
+            raise ValueError(f"{topic} is not a grouped topic")
+        slot = (topic, partition)
+        items = self._groups.get(slot)
+        if items is None:
+            items = self._groups[slot] = []
+            self._group_bytes[slot] = 0
+        items.append(item)
+        self._group_bytes[slot] += len(item) + 1
+        if self._grouped_at is None:
+            self._grouped_at = time.monotonic()
+
+    def _wrap_groups(self) -> None:
+        """Turn the collected items into records (in order, each under `group_max_bytes` unless one item is not)."""
+        groups, self._groups, self._group_bytes, self._grouped_at = self._groups, {}, {}, None
+        for (topic, partition), items in groups.items():
+            wrap = self._wraps[topic]
+            run: list[bytes] = []
+            size = 0
+            for item in items:
+                if run and size + len(item) + 1 > self.group_max_bytes:
+                    self._append(topic, partition, None, wrap(run))
+                    run, size = [], 0
+                run.append(item)
+                size += len(item) + 1
+            if run:
+                self._append(topic, partition, None, wrap(run))
+
+    async def send(self, everything: bool = False) -> int:
+        """Submit every builder to the producer, in order; returns how many batches went out.
+
+        Grouped items are wrapped first if they are due, or if `everything` (before an offset commit).
+        """
         async with self._lock:
+            if self._grouped_at is not None and (
+                everything or time.monotonic() - self._grouped_at >= self.group_linger
+            ):
+                self._wrap_groups()
             batches = self._full + [(topic, partition, b) for (topic, partition), b in self._open.items()]
             self._full, self._open, self._first_at = [], {}, None
             producer = self._producer()

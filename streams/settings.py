@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         default=None, description="Agreements register (YAML/JSON list) loaded by `gatewatch up`"
     )
     max_message_bytes: int = Field(default=1_048_576, ge=1024, description="Larger events are dead-lettered")
+    producer_batch_bytes: int = Field(
+        default=524_288,
+        ge=16_384,
+        description="Largest record batch the worker produces; keep it under the brokers' and topics' "
+        "message size limit (Kafka's default is 1 MiB)",
+    )
     max_future_skew_seconds: int = Field(
         default=300, ge=0, description="Events dated further in the future than this are dead-lettered"
     )

@@ -23,10 +23,18 @@ __all__ = ["PartitionView", "WriteBehind", "install_commit_hook"]
 
 
 class WriteBehind:
-    """Buffered changelog writes for one Faust table (any partition); not thread-safe."""
+    """Buffered changelog writes for one Faust table (any partition); not thread-safe.
 
-    def __init__(self, table: Any) -> None:
+    With `sink`, `flush` serialises each record as the table's changelog topic would and hands it to
+    `sink(topic, partition, key, value)` (the worker's Outbox) instead of Faust's producer buffer, which
+    sends records one at a time, each through `AIOKafkaProducer.send`. The records are the same bytes
+    on the same topic partitions, so Faust's recovery reads them as its own. Only for stores that keep
+    no persisted offsets (the memory store): Faust's sent-callback, which records them, is not called.
+    """
+
+    def __init__(self, table: Any, sink: Callable[[str, int, bytes | None, bytes | None], None] | None = None) -> None:
         self.table = table
+        self.sink = sink
         self._dirty: dict[Any, int] = {}  # key -> changelog partition
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -49,6 +57,9 @@ class WriteBehind:
         if not self._dirty:
             return 0
         dirty, self._dirty = self._dirty, {}
+        if self.sink is not None:
+            self._flush_to_sink(dirty)
+            return len(dirty)
         data, send = self.table.data, self.table.send_changelog
         for key, partition in dirty.items():
             if key in data:
@@ -56,6 +67,20 @@ class WriteBehind:
             else:
                 send(partition, key, None, value_serializer="raw")  # a tombstone, as Table.__delitem__ sends
         return len(dirty)
+
+    def _flush_to_sink(self, dirty: dict[Any, int]) -> None:
+        assert self.sink is not None
+        table, sink = self.table, self.sink
+        topic = table.changelog_topic
+        name = topic.get_topic_name()
+        key_serializer, value_serializer = table.key_serializer, table.value_serializer
+        data = table.data
+        for key, partition in dirty.items():
+            key_bytes, _ = topic.prepare_key(key, key_serializer)
+            value_bytes = None  # a tombstone, as Table.__delitem__ sends
+            if key in data:
+                value_bytes, _ = topic.prepare_value(data[key], value_serializer)
+            sink(name, partition, key_bytes, value_bytes)
 
     def discard(self, partitions: Iterable[int]) -> int:
         """Forget dirty keys of revoked partitions (their committed state was flushed already)."""

@@ -93,7 +93,8 @@ def test_no_pupil_reference_leaves_the_worker_on_any_channel(broker: EmbeddedBro
     outputs["/metrics"] = metrics
     leaks = {channel: sorted(r for r in refs | bad_refs if r.encode() in data)[:5] for channel, data in outputs.items()}
     assert {channel: found for channel, found in leaks.items() if found} == {}
-    lookups = [json.loads(v) for v in outputs[f"{settings.app_id}-pupil-lookups"].splitlines() if v.startswith(b"{")]
+    records = [json.loads(v) for v in outputs[f"{settings.app_id}-pupil-lookups"].splitlines() if v.startswith(b"{")]
+    lookups = [lk for record in records for lk in record["lookups"]]  # PupilLookupBatch records
     assert lookups, "cross-recipient look-ups went through the re-partition topic"
     assert all(len(lk["pupil_hash"]) == 64 for lk in lookups)
     # the kept originals are the only place the bad events' references live

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -91,6 +92,107 @@ def test_nothing_is_sent_before_the_linger_unless_asked() -> None:
         return early, outbox.due()
 
     assert asyncio.run(run()) == (False, True)
+
+
+def test_grouped_items_go_out_in_order_in_as_few_records_as_fit_and_all_of_them_before_a_commit(
+    broker: EmbeddedBroker,
+) -> None:
+    _create(broker, "outbox-grouped", 2)
+
+    def wrap(items: list[bytes]) -> bytes:
+        return b"[" + b",".join(items) + b"]"
+
+    async def run() -> tuple[bool, bool, list[Any]]:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        outbox = Outbox(lambda: producer, linger=60.0, group_linger=60.0, group_max_bytes=1000)
+        outbox.grouped("outbox-grouped", wrap)
+        try:
+            for i in range(60):  # 60 items of ~100 bytes on partition 0, 5 on partition 1
+                outbox.collect("outbox-grouped", 0 if i % 12 else 1, b'"%03d' % i + b"x" * 95 + b'"')
+            await outbox.send()  # not due: the items wait for their linger
+            due_before, pending = outbox.due(), outbox.pending
+            await outbox.send(everything=True)  # as before an offset commit
+            await producer.flush()
+        finally:
+            await producer.stop()
+        return due_before, pending, await _read(broker, "outbox-grouped", 2)
+
+    due_before, pending, records = asyncio.run(run())
+    assert (due_before, pending) == (False, True)
+    for partition, expected in ((0, [i for i in range(60) if i % 12]), (1, [0, 12, 24, 36, 48])):
+        values = [r.value for r in records if r.partition == partition]
+        assert all(len(v) <= 1000 + 2 for v in values)  # the wrapper's two bytes on top of the items
+        items = [int(item[:3]) for v in values for item in json.loads(v)]
+        assert items == expected
+    assert len([r for r in records if r.partition == 0]) == 7  # 55 items of 100 bytes (+ a comma), 9 to a record
+
+
+def test_grouped_items_are_due_after_their_own_linger_and_only_declared_topics_take_them() -> None:
+    class Producer:
+        def create_batch(self) -> Any:
+            raise AssertionError("nothing is built before the items are due")
+
+    async def run() -> tuple[bool, bool]:
+        outbox = Outbox(lambda: Producer(), linger=0.001, group_linger=0.05)
+        outbox.grouped("g", lambda items: b"".join(items))
+        outbox.collect("g", 3, b"item")
+        await asyncio.sleep(0.01)
+        early = outbox.due()
+        await asyncio.sleep(0.05)
+        return early, outbox.due()
+
+    assert asyncio.run(run()) == (False, True)
+    with pytest.raises(ValueError, match="not a grouped topic"):
+        Outbox(lambda: None).collect("other", 0, b"x")
+
+
+def test_pupil_lookups_travel_in_batches_and_single_records_from_older_workers_still_read() -> None:
+    from pydantic import ValidationError
+
+    from rules import PupilLookup, PupilLookupBatch
+
+    def lookup(n: int) -> PupilLookup:
+        return PupilLookup(
+            pupil_hash=f"{n:064x}",
+            recipient_org_id="LA-1",
+            recipient_type="local_authority",
+            occurred_at="2026-11-01T10:00:00Z",
+            event_id=f"e{n}",
+            rule_ids=("NPD-X",),
+        )
+
+    lookups = [lookup(n) for n in range(3)]
+    raw = PupilLookupBatch.wrap([item.model_dump_json().encode() for item in lookups])
+    assert PupilLookupBatch.lookups_of(raw) == tuple(lookups)
+    assert PupilLookupBatch.lookups_of(lookups[0].model_dump_json().encode()) == (lookups[0],)
+    with pytest.raises(ValidationError, match="pupil_hash"):
+        PupilLookupBatch.lookups_of(b'{"lookups":[{"pupil_hash":"nope"}]}')
+
+
+def test_write_behind_with_a_sink_writes_the_bytes_faust_would_send_to_the_changelog() -> None:
+    import faust
+
+    app = faust.App("wb-sink-test", store="memory://")
+    table = app.Table("state", partitions=4, default=None)
+    sent: list[tuple[str, int, bytes | None, bytes | None]] = []
+    writes = WriteBehind(table, sink=lambda *record: sent.append(record))
+    view = writes.view(2)
+    view["recipient|LA-1|NPD-VOL-01"] = {"counts": [1, 2, 3], "median": 2.5, "label": "caf\u00e9"}
+    view["gone"] = 1
+    del view["gone"]
+    writes.set("0", {"seq": 7, "last_hash": "ab" * 32}, 0)
+    assert writes.flush() == 3
+    assert writes.flush() == 0
+    topic = table.changelog_topic
+    expected = []
+    for key, partition in (("recipient|LA-1|NPD-VOL-01", 2), ("gone", 2), ("0", 0)):
+        value = table.data.get(key)
+        serializer = "raw" if value is None else None  # a tombstone, as Table.__delitem__ sends it
+        fut = topic.as_future_message(key=key, value=value, partition=partition, value_serializer=serializer)
+        expected.append((topic.get_topic_name(), partition, fut.message.key, fut.message.value))
+    assert sorted(sent, key=lambda r: r[2] or b"") == sorted(expected, key=lambda r: r[2] or b"")
+    assert [r[3] for r in sent if r[2] == expected[1][2]] == [None]
 
 
 class FakeTable:

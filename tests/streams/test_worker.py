@@ -135,4 +135,3 @@ def test_the_worker_log_is_json_lines_for_a_log_shipper(running: tuple[Settings,
     assert ours, "the violations were logged"
     for line in ours:  # whole lines of JSON, not wrapped in another logger's prefix
         assert json.loads(line)["event"] == "violation"
-
