@@ -382,13 +382,17 @@ def build_worker_app(
                 # GlobalTable has them from its changelog, and the agent starts after them.
                 committed = app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]  # noqa: SLF001
                 register_position[0] = max(register_position[0], committed)
+                applied, read_directly = register_position[0], 0
                 if register_position[0] < end:
                     read = await asyncio.wait_for(read_register(register_position[0], end), REGISTER_WAIT_SECONDS)
                     for key, value in read:
                         if (agreement_json := valid_agreement(key, value)) is not False:
                             register_overlay[key] = agreement_json
                     overlay_until[0] = end
+                    read_directly = len(read)
                     log.info("register_read_directly", records=len(read), start=register_position[0], end=end)
+                # Whichever way (the agent may have applied them all while the first event was on its way).
+                log.info("register_ready", end=end, applied_by_agent=applied, read_directly=read_directly)
         except Exception:  # never block evaluation on this: the register agent still applies everything
             log.exception("register_wait_failed")
         register_ready.set()

@@ -91,11 +91,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from streams.logs import configure_logging
     from streams.replay import (
         DecisionPublisher,
+        FileSource,
+        TopicSource,
         load_agreements_for,
         parse_offsets,
         parse_time,
-        read_file,
-        read_topic_bulk,
         replay_events,
     )
 
@@ -114,16 +114,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.file is not None:
         if from_offsets is not None or to_offsets is not None:
             raise GatewatchStreamsError("--from-offset/--to-offset apply to a topic, not to --file")
-        records: Any = read_file(args.file)
+        records: FileSource | TopicSource = FileSource(args.file)
         source = f"file:{args.file}"
     else:
         assert settings is not None
         topic = args.topic or settings.topics.access
-        read = read_topic_bulk(
+        records = TopicSource(
             settings, topic, from_offsets=from_offsets, to_offsets=to_offsets, since=since, until=until
         )
-        records, source = read.records, f"topic:{topic}"
-        if read.time_bounds_applied:
+        source = f"topic:{topic}"
+        if records.time_bounds_applied:
             filter_since = filter_until = None
     sink = None
     if args.publish:
@@ -147,6 +147,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             sink=sink,
         )
     finally:
+        if isinstance(records, TopicSource):
+            records.close()
         if sink is not None:
             sink.close()
     if sink is not None:

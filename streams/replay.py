@@ -5,6 +5,9 @@ offset order with windowed state exactly as `gatewatch check` does (recipient wi
 WindowState per partition, per-pupil windows inline in one shared WindowState), and the report says what
 would have fired, per rule. With a second pack it says, per rule, which events fire under A only, under
 B only and under both: the question to answer before changing a rule.
+
+Memory stays bounded whatever the length of history: a topic or file is read as it is evaluated
+(`RecordSource`), and the merge of partitions by event time holds at most one fetch per partition.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import datetime as dt
 import heapq
 import json
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from pydantic import ValidationError
@@ -30,9 +33,12 @@ from streams.kafka import aiokafka_config
 from streams.settings import Settings
 
 __all__ = [
+    "FileSource",
+    "RecordSource",
     "ReplayReport",
     "RuleDiff",
     "TopicRead",
+    "TopicSource",
     "read_agreements_topic",
     "read_file",
     "read_topic_bulk",
@@ -51,6 +57,68 @@ _QUIET_SECONDS = 1.0
 Record = tuple[int, bytes] | tuple[int, bytes, int]
 #: Called with each event's partition, pack-A decision and alerts (used by --publish).
 ResultSink = Callable[[int, Decision, list[Alert]], None]
+#: Records a FileSource hands over per pull.
+_FILE_CHUNK = 4096
+
+
+@runtime_checkable
+class RecordSource(Protocol):
+    """Records to replay, pulled as the merge needs them (so history is never held in memory whole).
+
+    `open_partitions` are the partitions that may still give records; `pull(wanted)` returns the next
+    records, of the `wanted` partitions if the source can choose (it may return others, or none while
+    it waits for a partition to show its end); once `exhausted`, nothing more comes.
+    """
+
+    @property
+    def open_partitions(self) -> set[int]: ...
+
+    @property
+    def exhausted(self) -> bool: ...
+
+    def pull(self, wanted: set[int]) -> list[Record]: ...
+
+
+class _AllAtOnce:
+    """Any iterable of records, handed over whole on the first pull (lists in memory, mixed partitions)."""
+
+    def __init__(self, records: Iterable[Record]) -> None:
+        self._records: Iterable[Record] | None = records
+        self.open_partitions: set[int] = set()
+
+    @property
+    def exhausted(self) -> bool:
+        return self._records is None
+
+    def pull(self, wanted: set[int]) -> list[Record]:
+        records, self._records = self._records, None
+        return list(records or ())
+
+
+class FileSource:
+    """A JSONL file as partition-0 records (line number - 1 as the offset), read a chunk at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self._lines: Iterator[tuple[int, bytes, int]] | None = read_file(path)
+
+    @property
+    def open_partitions(self) -> set[int]:
+        return {0} if self._lines is not None else set()
+
+    @property
+    def exhausted(self) -> bool:
+        return self._lines is None
+
+    def pull(self, wanted: set[int]) -> list[Record]:
+        if self._lines is None:
+            return []
+        chunk: list[Record] = []
+        for record in self._lines:
+            chunk.append(record)
+            if len(chunk) >= _FILE_CHUNK:
+                return chunk
+        self._lines = None
+        return chunk
 
 
 @dataclass
@@ -97,6 +165,7 @@ class ReplayReport:
     rules: dict[str, RuleDiff] = field(default_factory=dict)
     seconds: float = 0.0
     read_seconds: float = 0.0
+    most_buffered: int = 0  # the most events held at once while merging partitions (memory stays bounded)
 
     @property
     def compared(self) -> bool:
@@ -129,6 +198,7 @@ class ReplayReport:
             "rules": {rid: d.as_dict(self.compared) for rid, d in self.rules.items()},
             "seconds": round(self.seconds, 4),
             "read_seconds": round(self.read_seconds, 4),
+            "most_buffered": self.most_buffered,
             "events_per_s": round(self.events_per_s, 1),
         }
 
@@ -232,29 +302,71 @@ class _Pass:
         return [a.rule_id for a in fresh]
 
 
-def _partition_streams(
-    records: Iterable[Record], report: ReplayReport, source_topic: str
-) -> dict[int, list[tuple[float, AccessEvent, MessageRef]]]:
-    """Decode every record once, grouped by partition in the order given (offset order)."""
-    streams: dict[int, list[tuple[float, AccessEvent, MessageRef]]] = {}
-    for i, record in enumerate(records):
+class _Merge:
+    """Events of every partition in event-time order, each partition kept in its own (offset) order.
+
+    An event is given out only when every partition that may still give records has one buffered, so
+    nothing earlier can arrive later: the same order as `heapq.merge` over the whole partitions (ties
+    go to the lower partition), holding only what the source handed over in its last pulls.
+    """
+
+    def __init__(self, source: RecordSource, report: ReplayReport, source_topic: str) -> None:
+        self.source = source
+        self.report = report
+        self.topic = source_topic
+        self.buffers: dict[int, deque[tuple[float, AccessEvent, MessageRef]]] = {}
+        self.heads: list[tuple[float, int]] = []  # (event time, partition) of each non-empty buffer
+        self.buffered = 0
+        self.most_buffered = 0
+
+    def _fill(self) -> None:
+        source, buffers = self.source, self.buffers
+        while not source.exhausted:
+            empty = {p for p in source.open_partitions if not buffers.get(p)}
+            if self.heads and not empty:
+                return
+            for record in source.pull(empty or set(source.open_partitions)):
+                self._add(record)
+        self.most_buffered = max(self.most_buffered, self.buffered)
+
+    def _add(self, record: Record) -> None:
         partition, raw = record[0], record[1]
-        offset = record[2] if len(record) == 3 else i
-        report.messages += 1
+        offset = record[2] if len(record) == 3 else self.report.messages
+        self.report.messages += 1
         events = _decode(raw)
         if events is None:
-            report.invalid += 1
-            continue
-        out = streams.setdefault(partition, [])
+            self.report.invalid += 1
+            return
+        buffer = self.buffers.get(partition)
+        if buffer is None:
+            buffer = self.buffers[partition] = deque()
+        was_empty = not buffer
         many = len(events) > 1
         for index, event in enumerate(events):
-            ref = MessageRef(topic=source_topic, partition=partition, offset=offset, index=index if many else None)
-            out.append((event.occurred_at.timestamp(), event, ref))
-    return streams
+            ref = MessageRef(topic=self.topic, partition=partition, offset=offset, index=index if many else None)
+            buffer.append((event.occurred_at.timestamp(), event, ref))
+        self.buffered += len(events)
+        self.most_buffered = max(self.most_buffered, self.buffered)
+        if was_empty:
+            heapq.heappush(self.heads, (buffer[0][0], partition))
+
+    def __iter__(self) -> Iterator[tuple[int, tuple[float, AccessEvent, MessageRef]]]:
+        buffers, heads = self.buffers, self.heads
+        while True:
+            self._fill()
+            if not heads:
+                return
+            _, partition = heapq.heappop(heads)
+            buffer = buffers[partition]
+            item = buffer.popleft()
+            self.buffered -= 1
+            if buffer:
+                heapq.heappush(heads, (buffer[0][0], partition))
+            yield partition, item
 
 
 def replay_events(
-    records: Iterable[Record],
+    records: Iterable[Record] | RecordSource,
     engine: Engine,
     *,
     compare: Engine | None = None,
@@ -269,6 +381,7 @@ def replay_events(
     Each partition's events are evaluated in the order given; partitions are interleaved by event time
     (a merge that never reorders a partition), so the shared per-pupil windows see time move forward as
     the live re-partitioned agent does. `since`/`until` (inclusive/exclusive) filter on occurred_at.
+    A `RecordSource` (a topic, a file) is read as the merge goes; any other iterable is taken whole.
     """
     started = time.perf_counter()
     report = ReplayReport(
@@ -279,16 +392,15 @@ def replay_events(
     for rule in compare.rules if compare is not None else ():
         report.rules.setdefault(rule.id, RuleDiff(rule.id))
     register = {a.agreement_id: a for a in agreements}
-    streams = _partition_streams(records, report, source.removeprefix("topic:"))
+    merged = _Merge(
+        records if isinstance(records, RecordSource) else _AllAtOnce(records), report, source.removeprefix("topic:")
+    )
     pass_a = _Pass(engine, register)
     pass_b = _Pass(compare, register) if compare is not None else None
     lo = since.timestamp() if since is not None else None
     hi = until.timestamp() if until is not None else None
     now = dt.datetime.now(dt.UTC)
     rules = report.rules
-    merged: Iterator[tuple[int, tuple[float, AccessEvent, MessageRef]]] = heapq.merge(
-        *(((p, item) for item in items) for p, items in sorted(streams.items())), key=lambda pi: pi[1][0]
-    )
     for partition, (t, event, ref) in merged:
         if (lo is not None and t < lo) or (hi is not None and t >= hi):
             report.filtered += 1
@@ -321,6 +433,7 @@ def replay_events(
         for rid in fired_a - fired_b:
             rules[rid].a_only += 1
     report.seconds = time.perf_counter() - started
+    report.most_buffered = merged.most_buffered
     return report
 
 
@@ -342,36 +455,113 @@ class TopicRead:
     seconds: float
 
 
-async def _read_topic(
-    settings: Settings,
-    topic: str,
-    from_offsets: Mapping[int, int] | int | None,
-    to_offsets: Mapping[int, int] | int | None,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    expected: int | None,
-    timeout: float,
-    decode: Callable[[bytes], Any] | None,
-) -> tuple[list[Any], bool]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+class TopicSource:
+    """A topic between offsets or times, fetched partition by partition as the replay's merge asks for it.
 
-    consumer = AIOKafkaConsumer(
-        **aiokafka_config(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-        fetch_max_wait_ms=100,
-    )
-    await consumer.start()
-    try:
+    No consumer group: all partitions are assigned. `from_offsets` is inclusive, `to_offsets` exclusive
+    (one number for every partition or a mapping partition -> offset). `since`/`until` become offsets
+    through the broker's offsets_for_times (record timestamps); if it cannot answer, everything is read
+    and `time_bounds_applied` is False so the caller filters on occurred_at. A partition is done at
+    `to_offsets`, or once fetches come back empty for about a second after its reported end (Tansu's end
+    offsets can fall short); with `expected`, reading goes on until that many records were read (or
+    `timeout`), for topics still being written. `decode`, if given, is applied to each value as it
+    arrives. Runs its own event loop: use it from synchronous code, and close it (a context manager).
+    A pull returns at most `max_records` records (one Kafka record may be a batch of events).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str | None = None,
+        *,
+        from_offsets: Mapping[int, int] | int | None = None,
+        to_offsets: Mapping[int, int] | int | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        expected: int | None = None,
+        timeout: float = 600.0,
+        decode: Callable[[bytes], Any] | None = None,
+        partition_fetch_bytes: int = 2 * 1024 * 1024,
+        max_records: int = 10_000,
+    ) -> None:
+        self.settings = settings
+        self.topic = topic or settings.topics.access
+        self.expected = expected
+        self.decode = decode
+        self.time_bounds_applied = since is None and until is None
+        self.read = 0
+        self.max_records = max_records  # per pull: with one pull per empty partition, what the merge holds
+        self._deadline = time.monotonic() + timeout
+        self._active: set[Any] = set()
+        self._stops: dict[Any, int | None] = {}
+        self._ends: dict[Any, int] = {}
+        self._quiet_since: dict[Any, float] = {}
+        self._consumer: Any = None
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self._open(from_offsets, to_offsets, since, until, partition_fetch_bytes))
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> TopicSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def open_partitions(self) -> set[int]:
+        return {tp.partition for tp in self._active}
+
+    @property
+    def exhausted(self) -> bool:
+        return not self._active
+
+    def pull(self, wanted: set[int]) -> list[Record]:
+        """One fetch from the wanted partitions still open (all open ones if none of them is)."""
+        if not self._active:
+            return []
+        return self._loop.run_until_complete(self._pull(wanted))
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            if self._consumer is not None:
+                self._loop.run_until_complete(self._consumer.stop())
+        finally:
+            self._consumer = None
+            self._active.clear()
+            self._loop.close()
+
+    async def _open(
+        self,
+        from_offsets: Mapping[int, int] | int | None,
+        to_offsets: Mapping[int, int] | int | None,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        partition_fetch_bytes: int,
+    ) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        topic = self.topic
+        consumer = self._consumer = AIOKafkaConsumer(
+            **aiokafka_config(self.settings),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=partition_fetch_bytes,
+            fetch_max_wait_ms=100,
+        )
+        await consumer.start()
         parts = consumer.partitions_for_topic(topic)
         if not parts:
             await consumer.force_metadata_update()
             parts = consumer.partitions_for_topic(topic)
         if not parts:
-            raise BrokerError(f"topic {topic!r} does not exist on {settings.kafka_bootstrap}")
+            raise BrokerError(f"topic {topic!r} does not exist on {self.settings.kafka_bootstrap}")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
 
@@ -380,8 +570,7 @@ async def _read_topic(
 
         starts = {tp: per(from_offsets, tp.partition) for tp in tps}
         stops: dict[Any, int | None] = {tp: per(to_offsets, tp.partition) for tp in tps}
-        time_bounds = since is None and until is None
-        if not time_bounds:
+        if not self.time_bounds_applied:
             try:
                 if since is not None:
                     found = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in tps})
@@ -397,7 +586,7 @@ async def _read_topic(
                         if hit is not None:
                             stop = stops[tp]
                             stops[tp] = hit.offset if stop is None else min(stop, hit.offset)
-                time_bounds = True
+                self.time_bounds_applied = True
             except Exception as exc:  # the broker cannot answer: read everything, filter on occurred_at
                 log.warning("offsets_for_times_unsupported", topic=topic, error=f"{type(exc).__name__}: {exc}")
                 starts = {tp: per(from_offsets, tp.partition) for tp in tps}
@@ -408,41 +597,46 @@ async def _read_topic(
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, start)
-        ends = await consumer.end_offsets(tps)
-        active = {tp for tp in tps if stops[tp] is None or (starts[tp] or 0) < (stops[tp] or 0)}
-        quiet_since: dict[Any, float] = {}
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while active and time.monotonic() < deadline:
-            if expected is not None and len(out) >= expected:
-                break
-            batches = await consumer.getmany(*active, timeout_ms=200, max_records=100_000)
-            now = time.monotonic()
-            for tp, batch in batches.items():
-                stop = stops[tp]
-                for r in batch:
-                    if stop is not None and r.offset >= stop:
-                        active.discard(tp)
-                        break
-                    out.append((tp.partition, decode(r.value) if decode else r.value, r.offset))
-                if batch:
-                    quiet_since.pop(tp, None)
-            for tp in list(active):
-                position = await consumer.position(tp)
-                stop = stops[tp]
-                at_stop = stop is not None and position >= stop
-                # At the reported end: done once fetches have come back empty for a while.
-                quiet = (
-                    expected is None
-                    and position >= ends[tp]
-                    and tp not in batches
-                    and now - quiet_since.setdefault(tp, now) >= _QUIET_SECONDS
-                )
-                if at_stop or quiet:
+        self._ends = await consumer.end_offsets(tps)
+        self._stops = stops
+        self._active = {tp for tp in tps if stops[tp] is None or (starts[tp] or 0) < (stops[tp] or 0)}
+
+    async def _pull(self, wanted: set[int]) -> list[Record]:
+        consumer, active, stops = self._consumer, self._active, self._stops
+        if time.monotonic() >= self._deadline or (self.expected is not None and self.read >= self.expected):
+            active.clear()
+            return []
+        asked = [tp for tp in active if tp.partition in wanted] or list(active)
+        batches = await consumer.getmany(*asked, timeout_ms=200, max_records=self.max_records)
+        now = time.monotonic()
+        decode = self.decode
+        out: list[Record] = []
+        for tp, batch in batches.items():
+            stop = stops[tp]
+            for r in batch:
+                if stop is not None and r.offset >= stop:
                     active.discard(tp)
-        return out, time_bounds
-    finally:
-        await consumer.stop()
+                    break
+                out.append((tp.partition, decode(r.value) if decode else r.value, r.offset))
+            if batch:
+                self._quiet_since.pop(tp, None)
+        self.read += len(out)
+        for tp in asked:
+            if tp not in active:
+                continue
+            position = await consumer.position(tp)
+            stop = stops[tp]
+            at_stop = stop is not None and position >= stop
+            # At the reported end: done once fetches have come back empty for a while.
+            quiet = (
+                self.expected is None
+                and position >= self._ends[tp]
+                and tp not in batches
+                and now - self._quiet_since.setdefault(tp, now) >= _QUIET_SECONDS
+            )
+            if at_stop or quiet:
+                active.discard(tp)
+        return out
 
 
 def read_topic_bulk(
@@ -457,32 +651,31 @@ def read_topic_bulk(
     timeout: float = 600.0,
     decode: Callable[[bytes], Any] | None = None,
 ) -> TopicRead:
-    """Every record of `topic` (default: the access topic) in bulk, as (partition, value, offset) tuples.
+    """Every record of `topic` (default: the access topic) at once, as (partition, value, offset) tuples.
 
-    No consumer group: all partitions are assigned and read with large fetches. `from_offsets` is
-    inclusive, `to_offsets` exclusive (one number for every partition or a mapping partition -> offset).
-    `since`/`until` become offsets through the broker's offsets_for_times (record timestamps); if it
-    cannot answer, everything is read and `time_bounds_applied` is False so the caller filters on
-    occurred_at. A partition is done at `to_offsets`, or once fetches come back empty for about a second
-    after its reported end (Tansu's end offsets can fall short); with `expected`, reading goes on until
-    that many records were read (or `timeout`), for topics still being written.
-    `decode`, if given, is applied to each value as it arrives (the raw-consume benchmark uses it).
+    The same reading as `TopicSource` (see there for the arguments), kept whole in memory, with large
+    fetches: for short topics (the agreements register, tests, the raw-consume benchmark). A replay of
+    history reads through `TopicSource` instead.
     """
     started = time.perf_counter()
-    records, applied = asyncio.run(
-        _read_topic(
-            settings,
-            topic or settings.topics.access,
-            from_offsets,
-            to_offsets,
-            since,
-            until,
-            expected,
-            timeout,
-            decode,
-        )
-    )
-    return TopicRead(records=records, time_bounds_applied=applied, seconds=time.perf_counter() - started)
+    out: list[Any] = []
+    with TopicSource(
+        settings,
+        topic,
+        from_offsets=from_offsets,
+        to_offsets=to_offsets,
+        since=since,
+        until=until,
+        expected=expected,
+        timeout=timeout,
+        decode=decode,
+        partition_fetch_bytes=16 * 1024 * 1024,
+        max_records=100_000,
+    ) as source:
+        while not source.exhausted:
+            out.extend(source.pull(source.open_partitions))
+        applied = source.time_bounds_applied
+    return TopicRead(records=out, time_bounds_applied=applied, seconds=time.perf_counter() - started)
 
 
 def read_agreements_topic(settings: Settings) -> list[Agreement]:

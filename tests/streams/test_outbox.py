@@ -171,6 +171,10 @@ def test_pupil_lookups_travel_in_batches_and_single_records_from_older_workers_s
 
 
 def test_write_behind_with_a_sink_writes_the_bytes_faust_would_send_to_the_changelog() -> None:
+    asyncio.run(_write_behind_with_a_sink())  # Faust's app and topics want an event loop
+
+
+async def _write_behind_with_a_sink() -> None:
     import faust
 
     app = faust.App("wb-sink-test", store="memory://")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,15 @@ from schemas import AccessEvent
 from streams.broker import EmbeddedBroker
 from streams.check import check_lines
 from streams.cli import main
-from streams.replay import ReplayReport, parse_offsets, read_file, read_topic_bulk, replay_events
+from streams.replay import (
+    FileSource,
+    ReplayReport,
+    TopicSource,
+    parse_offsets,
+    read_file,
+    read_topic_bulk,
+    replay_events,
+)
 from streams.runner import settings_env
 from streams.simulate import SAMPLE_REGISTER, Simulator, load_agreements
 from tests.conftest import isolated_settings, read_topic
@@ -82,6 +92,80 @@ def test_replay_reads_batch_envelopes_like_single_events(events: list[AccessEven
 
     assert single_report.fired() == batch_report.fired()
     assert 300 == batch_report.events
+
+
+class TrickleSource:
+    """A partitioned source that hands over at most `per_pull` records of each wanted partition per pull."""
+
+    def __init__(self, records: list[tuple[int, bytes, int]], per_pull: int) -> None:
+        self.queues: dict[int, list[tuple[int, bytes, int]]] = {}
+        for record in records:
+            self.queues.setdefault(record[0], []).append(record)
+        self.per_pull = per_pull
+        self.pulls = 0
+
+    @property
+    def open_partitions(self) -> set[int]:
+        return {p for p, q in self.queues.items() if q}
+
+    @property
+    def exhausted(self) -> bool:
+        return not self.open_partitions
+
+    def pull(self, wanted: set[int]) -> list[Any]:
+        self.pulls += 1
+        out = []
+        for p in sorted(wanted & self.open_partitions):
+            out.extend(self.queues[p][: self.per_pull])
+            del self.queues[p][: self.per_pull]
+        return out
+
+
+def test_a_streamed_replay_evaluates_in_the_same_order_as_the_whole_merge_holding_a_few_events(
+    events: list[AccessEvent], engine: Engine
+) -> None:
+    # Four partitions by recipient, as Kafka keys them; event times interleave across partitions.
+    partition_of = {org: i % 4 for i, org in enumerate(sorted({e.recipient.org_id for e in events}))}
+    records = []
+    offsets = Counter[int]()
+    for e in events:
+        p = partition_of[e.recipient.org_id]
+        records.append((p, e.model_dump_json(exclude_none=True).encode(), offsets[p]))
+        offsets[p] += 1
+    by_partition = [[e for e in events if partition_of[e.recipient.org_id] == p] for p in range(4)]
+    expected_order = [e.event_id for e in heapq.merge(*by_partition, key=lambda e: e.occurred_at.timestamp())]
+
+    def run(source: Any) -> tuple[ReplayReport, list[str]]:
+        order: list[str] = []
+        report = replay_events(
+            source, engine, agreements=AGREEMENTS, sink=lambda p, decision, alerts: order.append(decision.event_id)
+        )
+        return report, order
+
+    whole, whole_order = run(records)
+    trickle = TrickleSource(records, per_pull=3)
+    streamed, streamed_order = run(trickle)
+
+    assert whole_order == expected_order
+    assert streamed_order == expected_order
+    assert len(set(partition_of.values())) == 4
+    assert trickle.pulls > 100
+    volatile = ("seconds", "events_per_s", "most_buffered")
+    assert {k: v for k, v in streamed.as_dict().items() if k not in volatile} == {
+        k: v for k, v in whole.as_dict().items() if k not in volatile
+    }
+    assert whole.most_buffered == 1500
+    assert streamed.most_buffered <= 4 * 3  # at most one pull of each partition
+
+
+def test_a_file_is_replayed_a_chunk_at_a_time(events_file: Path, engine: Engine) -> None:
+    whole = replay_events(read_file(events_file), engine, agreements=AGREEMENTS)
+    source = FileSource(events_file)
+    streamed = replay_events(source, engine, agreements=AGREEMENTS)
+
+    assert streamed.fired() == whole.fired()
+    assert (streamed.events, streamed.messages) == (1500, 1500)
+    assert source.exhausted
 
 
 def test_invalid_records_are_counted_not_evaluated(engine: Engine) -> None:
@@ -164,11 +248,16 @@ def test_topic_replay_matches_file_replay_and_publishes_only_when_asked(
 
     read = read_topic_bulk(settings)
     topic_report = replay_events(read.records, engine, agreements=AGREEMENTS, source="topic:access")
+    with TopicSource(settings, max_records=50) as source:  # small pulls: little held at once
+        streamed = replay_events(source, engine, agreements=AGREEMENTS, source="topic:access")
     code = main(["replay", "--json"])  # the register comes from the agreements topic
     cli_doc = json.loads(capsys.readouterr().out)
 
     assert len(events) == len(read.records)
     assert file_report.fired() == topic_report.fired()
+    assert file_report.fired() == streamed.fired()
+    assert streamed.events == 1500
+    assert streamed.most_buffered <= 4 * 50, streamed.most_buffered  # one pull's worth per partition
     assert 0 == code
     assert file_report.fired() == {rid: d["events"] for rid, d in cli_doc["rules"].items() if d["events"]}
     assert [] == read_topic(settings, settings.topics.decisions, expected=1, timeout=2.0)
