@@ -48,7 +48,6 @@ class Outbox:
         self.group_max_bytes = group_max_bytes
         self._wraps: dict[str, Callable[[list[bytes]], bytes]] = {}
         self._groups: dict[tuple[str, int], list[bytes]] = {}  # (topic, partition) -> items, in order
-        self._group_bytes: dict[tuple[str, int], int] = {}
         self._grouped_at: float | None = None
         self._on_delivered = on_delivered
         self._open: dict[tuple[str, int], Any] = {}  # (topic, partition) -> BatchBuilder being filled
@@ -115,19 +114,13 @@ class Outbox:
         """Queue one item of a `grouped` topic for `partition`; it goes out inside a record with its neighbours."""
         if topic not in self._wraps:
             raise ValueError(f"{topic} is not a grouped topic")
-        slot = (topic, partition)
-        items = self._groups.get(slot)
-        if items is None:
-            items = self._groups[slot] = []
-            self._group_bytes[slot] = 0
-        items.append(item)
-        self._group_bytes[slot] += len(item) + 1
+        self._groups.setdefault((topic, partition), []).append(item)
         if self._grouped_at is None:
             self._grouped_at = time.monotonic()
 
     def _wrap_groups(self) -> None:
         """Turn the collected items into records (in order, each under `group_max_bytes` unless one item is not)."""
-        groups, self._groups, self._group_bytes, self._grouped_at = self._groups, {}, {}, None
+        groups, self._groups, self._grouped_at = self._groups, {}, None
         for (topic, partition), items in groups.items():
             wrap = self._wraps[topic]
             run: list[bytes] = []

@@ -327,7 +327,6 @@ class _Merge:
                 return
             for record in source.pull(empty or set(source.open_partitions)):
                 self._add(record)
-        self.most_buffered = max(self.most_buffered, self.buffered)
 
     def _add(self, record: Record) -> None:
         partition, raw = record[0], record[1]
@@ -351,17 +350,17 @@ class _Merge:
             heapq.heappush(self.heads, (buffer[0][0], partition))
 
     def __iter__(self) -> Iterator[tuple[int, tuple[float, AccessEvent, MessageRef]]]:
-        buffers, heads = self.buffers, self.heads
-        while True:
-            self._fill()
-            if not heads:
-                return
+        buffers, heads, source = self.buffers, self.heads, self.source
+        self._fill()  # from here on every open partition has an event buffered until one runs dry
+        while heads:
             _, partition = heapq.heappop(heads)
             buffer = buffers[partition]
             item = buffer.popleft()
             self.buffered -= 1
             if buffer:
                 heapq.heappush(heads, (buffer[0][0], partition))
+            elif not source.exhausted:
+                self._fill()
             yield partition, item
 
 
