@@ -194,23 +194,6 @@ def build_worker_app(
         key_type=str,
         value_type=str,
     )
-    # Windowed state in event time. Keys start with the recipient org id, the access topic's key, so
-    # each entry lives in the partition of the events that update it; changelogs make it survive
-    # restarts and WindowState expires it once event time has moved past the window.
-    lateness = dt.timedelta(days=settings.window_lateness_days)
-    windows = app.Table("windows", partitions=settings.partitions, default=None)
-    window_writes = WriteBehind(windows)  # changelog records once per key per commit (streams/tables.py)
-    recipient_states = PartitionStates(window_writes, lateness)
-    # Cross-recipient rules need all look-ups of one pupil together: re-partition by the pupil's HMAC.
-    pupil_topic_name = f"{settings.app_id}-pupil-lookups"
-    pupil_topic = raw_topic(pupil_topic_name, settings.partitions)
-    pupil_windows = app.Table("pupil-windows", partitions=settings.partitions, default=None)
-    pupil_writes = WriteBehind(pupil_windows)
-    pupil_states = PartitionStates(pupil_writes, lateness)
-
-    # The tail of each decisions partition's hash chain (schemas/ledger.py), written in the context of
-    # that partition's events so it is recovered with them.
-    ledger_tails = WriteBehind(app.Table("ledger", partitions=settings.partitions, default=None))
     producer = app.producer
     send_failures: list[str] = []
 
@@ -218,19 +201,33 @@ def build_worker_app(
         if not fut.cancelled() and (exc := fut.exception()) is not None:
             send_failures.append(f"{type(exc).__name__}: {exc}")
 
-    # Outputs go out as one record batch per topic partition (streams/outbox.py); Faust flushes the
-    # producer before every offset commit, and `before_commit` refuses to commit after a send the broker
-    # did not acknowledge.
+    # Outputs, and the tables' changelog records, go out as one record batch per topic partition
+    # (streams/outbox.py, streams/tables.py); `before_commit` sends them all and refuses to commit
+    # after a send the broker did not acknowledge.
     outbox = Outbox(
         lambda: producer._ensure_producer(),  # type: ignore[attr-defined]  # noqa: SLF001 - Faust starts it
         linger=OUTBOX_LINGER_SECONDS,
         on_delivered=_delivered,
     )
     emit = outbox.add
-    # The tables' changelog records go out in the same record batches (the store is memory://, which
-    # keeps no persisted offsets for Faust's sent-callback to record): streams/tables.py.
-    for writes in (window_writes, pupil_writes, ledger_tails):
-        writes.sink = outbox.put
+
+    # Windowed state in event time. Keys start with the recipient org id, the access topic's key, so
+    # each entry lives in the partition of the events that update it; changelogs make it survive
+    # restarts and WindowState expires it once event time has moved past the window.
+    lateness = dt.timedelta(days=settings.window_lateness_days)
+    windows = app.Table("windows", partitions=settings.partitions, default=None)
+    window_writes = WriteBehind(windows, outbox.put)  # changelog records once per key per commit
+    recipient_states = PartitionStates(window_writes, lateness)
+    # Cross-recipient rules need all look-ups of one pupil together: re-partition by the pupil's HMAC.
+    pupil_topic_name = f"{settings.app_id}-pupil-lookups"
+    pupil_topic = raw_topic(pupil_topic_name, settings.partitions)
+    pupil_windows = app.Table("pupil-windows", partitions=settings.partitions, default=None)
+    pupil_writes = WriteBehind(pupil_windows, outbox.put)
+    pupil_states = PartitionStates(pupil_writes, lateness)
+
+    # The tail of each decisions partition's hash chain (schemas/ledger.py), written in the context of
+    # that partition's events so it is recovered with them.
+    ledger_tails = WriteBehind(app.Table("ledger", partitions=settings.partitions, default=None), outbox.put)
     outbox.grouped(pupil_topic_name, PupilLookupBatch.wrap)
 
     def snapshot() -> None:

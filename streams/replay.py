@@ -37,11 +37,9 @@ __all__ = [
     "RecordSource",
     "ReplayReport",
     "RuleDiff",
-    "TopicRead",
     "TopicSource",
     "read_agreements_topic",
     "read_file",
-    "read_topic_bulk",
     "replay_events",
 ]
 
@@ -55,6 +53,8 @@ _QUIET_SECONDS = 1.0
 
 #: A record to replay: (partition, raw bytes) or (partition, raw bytes, offset).
 Record = tuple[int, bytes] | tuple[int, bytes, int]
+#: What a TopicSource gives: (partition, the value as bytes or as its `decode` made it, offset).
+TopicRecord = tuple[int, Any, int]
 #: Called with each event's partition, pack-A decision and alerts (used by --publish).
 ResultSink = Callable[[int, Decision, list[Alert]], None]
 #: Records a FileSource hands over per pull.
@@ -76,7 +76,7 @@ class RecordSource(Protocol):
     @property
     def exhausted(self) -> bool: ...
 
-    def pull(self, wanted: set[int]) -> list[Record]: ...
+    def pull(self, wanted: set[int]) -> Sequence[Record]: ...
 
 
 class _AllAtOnce:
@@ -445,15 +445,6 @@ def read_file(path: Path) -> Iterator[tuple[int, bytes, int]]:
                 yield 0, raw, number
 
 
-@dataclass
-class TopicRead:
-    """Records read from a topic, and whether --since/--until were applied by the broker (offsets)."""
-
-    records: list[tuple[int, Any, int]]  # the value as bytes, or as `decode` made it
-    time_bounds_applied: bool
-    seconds: float
-
-
 class TopicSource:
     """A topic between offsets or times, fetched partition by partition as the replay's merge asks for it.
 
@@ -517,11 +508,18 @@ class TopicSource:
     def exhausted(self) -> bool:
         return not self._active
 
-    def pull(self, wanted: set[int]) -> list[Record]:
+    def pull(self, wanted: set[int]) -> list[TopicRecord]:
         """One fetch from the wanted partitions still open (all open ones if none of them is)."""
         if not self._active:
             return []
         return self._loop.run_until_complete(self._pull(wanted))
+
+    def read_all(self) -> list[TopicRecord]:
+        """Every record left, at once: for short reads (the register, tests, the raw-consume benchmark)."""
+        out: list[TopicRecord] = []
+        while not self.exhausted:
+            out.extend(self.pull(self.open_partitions))
+        return out
 
     def close(self) -> None:
         if self._loop.is_closed():
@@ -600,7 +598,7 @@ class TopicSource:
         self._stops = stops
         self._active = {tp for tp in tps if stops[tp] is None or (starts[tp] or 0) < (stops[tp] or 0)}
 
-    async def _pull(self, wanted: set[int]) -> list[Record]:
+    async def _pull(self, wanted: set[int]) -> list[TopicRecord]:
         consumer, active, stops = self._consumer, self._active, self._stops
         if time.monotonic() >= self._deadline or (self.expected is not None and self.read >= self.expected):
             active.clear()
@@ -609,7 +607,7 @@ class TopicSource:
         batches = await consumer.getmany(*asked, timeout_ms=200, max_records=self.max_records)
         now = time.monotonic()
         decode = self.decode
-        out: list[Record] = []
+        out: list[TopicRecord] = []
         for tp, batch in batches.items():
             stop = stops[tp]
             for r in batch:
@@ -638,49 +636,12 @@ class TopicSource:
         return out
 
 
-def read_topic_bulk(
-    settings: Settings,
-    topic: str | None = None,
-    *,
-    from_offsets: Mapping[int, int] | int | None = None,
-    to_offsets: Mapping[int, int] | int | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    expected: int | None = None,
-    timeout: float = 600.0,
-    decode: Callable[[bytes], Any] | None = None,
-) -> TopicRead:
-    """Every record of `topic` (default: the access topic) at once, as (partition, value, offset) tuples.
-
-    The same reading as `TopicSource` (see there for the arguments), kept whole in memory, with large
-    fetches: for short topics (the agreements register, tests, the raw-consume benchmark). A replay of
-    history reads through `TopicSource` instead.
-    """
-    started = time.perf_counter()
-    out: list[Any] = []
-    with TopicSource(
-        settings,
-        topic,
-        from_offsets=from_offsets,
-        to_offsets=to_offsets,
-        since=since,
-        until=until,
-        expected=expected,
-        timeout=timeout,
-        decode=decode,
-        partition_fetch_bytes=16 * 1024 * 1024,
-        max_records=100_000,
-    ) as source:
-        while not source.exhausted:
-            out.extend(source.pull(source.open_partitions))
-        applied = source.time_bounds_applied
-    return TopicRead(records=out, time_bounds_applied=applied, seconds=time.perf_counter() - started)
-
-
 def read_agreements_topic(settings: Settings) -> list[Agreement]:
     """The register as the agreements topic holds it now: the latest valid agreement per id, tombstones applied."""
     register: dict[str, Agreement] = {}
-    for _, value, _ in read_topic_bulk(settings, settings.topics.agreements, timeout=60.0).records:
+    with TopicSource(settings, settings.topics.agreements, timeout=60.0) as source:
+        records = source.read_all()
+    for _, value, _ in records:
         if value is None:
             continue
         try:

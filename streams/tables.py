@@ -3,8 +3,8 @@
 A Faust table sends one changelog record per assignment. The windowed rules update several keys per
 event and the ledger tail changes with every decision, so a plain table costs the worker several
 produce requests per event, most of them overwritten a moment later. `WriteBehind` applies each write
-to the table's store immediately (reads see it at once) and remembers the key as dirty; `flush` sends
-one changelog record per dirty key (a tombstone if it was deleted).
+to the table's store immediately (reads see it at once) and remembers the key as dirty; `flush` hands
+one changelog record per dirty key (a tombstone if it was deleted) to a sink, the worker's Outbox.
 
 Safety rests on one rule: every dirty key is flushed before offsets are committed. `install_commit_hook`
 makes Faust's consumer call the app's write-behind flushes just before it flushes its producer and
@@ -25,14 +25,15 @@ __all__ = ["PartitionView", "WriteBehind", "install_commit_hook"]
 class WriteBehind:
     """Buffered changelog writes for one Faust table (any partition); not thread-safe.
 
-    With `sink`, `flush` serialises each record as the table's changelog topic would and hands it to
-    `sink(topic, partition, key, value)` (the worker's Outbox) instead of Faust's producer buffer, which
+    `flush` serialises each record as the table's changelog topic would and hands it to
+    `sink(topic, partition, key, value)` (the worker's Outbox), not to Faust's producer buffer, which
     sends records one at a time, each through `AIOKafkaProducer.send`. The records are the same bytes
     on the same topic partitions, so Faust's recovery reads them as its own. Only for stores that keep
-    no persisted offsets (the memory store): Faust's sent-callback, which records them, is not called.
+    no persisted offsets (the memory store the worker uses): Faust's sent-callback, which records them,
+    is not called.
     """
 
-    def __init__(self, table: Any, sink: Callable[[str, int, bytes | None, bytes | None], None] | None = None) -> None:
+    def __init__(self, table: Any, sink: Callable[[str, int, bytes | None, bytes | None], None]) -> None:
         self.table = table
         self.sink = sink
         self._dirty: dict[Any, int] = {}  # key -> changelog partition
@@ -53,23 +54,10 @@ class WriteBehind:
         return PartitionView(self, partition)
 
     def flush(self) -> int:
-        """Send one changelog record per dirty key (into Faust's producer buffer); returns how many."""
+        """Hand one changelog record per dirty key to the sink; returns how many."""
         if not self._dirty:
             return 0
         dirty, self._dirty = self._dirty, {}
-        if self.sink is not None:
-            self._flush_to_sink(dirty)
-            return len(dirty)
-        data, send = self.table.data, self.table.send_changelog
-        for key, partition in dirty.items():
-            if key in data:
-                send(partition, key, data[key])
-            else:
-                send(partition, key, None, value_serializer="raw")  # a tombstone, as Table.__delitem__ sends
-        return len(dirty)
-
-    def _flush_to_sink(self, dirty: dict[Any, int]) -> None:
-        assert self.sink is not None
         table, sink = self.table, self.sink
         topic = table.changelog_topic
         name = topic.get_topic_name()
@@ -81,6 +69,7 @@ class WriteBehind:
             if key in data:
                 value_bytes, _ = topic.prepare_value(data[key], value_serializer)
             sink(name, partition, key_bytes, value_bytes)
+        return len(dirty)
 
     def discard(self, partitions: Iterable[int]) -> int:
         """Forget dirty keys of revoked partitions (their committed state was flushed already)."""

@@ -180,7 +180,7 @@ async def _write_behind_with_a_sink() -> None:
     app = faust.App("wb-sink-test", store="memory://")
     table = app.Table("state", partitions=4, default=None)
     sent: list[tuple[str, int, bytes | None, bytes | None]] = []
-    writes = WriteBehind(table, sink=lambda *record: sent.append(record))
+    writes = WriteBehind(table, lambda *record: sent.append(record))
     view = writes.view(2)
     view["recipient|LA-1|NPD-VOL-01"] = {"counts": [1, 2, 3], "median": 2.5, "label": "caf\u00e9"}
     view["gone"] = 1
@@ -199,20 +199,33 @@ async def _write_behind_with_a_sink() -> None:
     assert [r[3] for r in sent if r[2] == expected[1][2]] == [None]
 
 
+class FakeTopic:
+    """What WriteBehind uses of a changelog topic: its name and serialisers (JSON here)."""
+
+    def get_topic_name(self) -> str:
+        return "state-changelog"
+
+    def prepare_key(self, key: Any, serializer: Any) -> tuple[bytes, None]:
+        return json.dumps(key).encode(), None
+
+    def prepare_value(self, value: Any, serializer: Any) -> tuple[bytes, None]:
+        return json.dumps(value).encode(), None
+
+
 class FakeTable:
-    """What WriteBehind uses of a Faust table: its store and send_changelog."""
+    """What WriteBehind uses of a Faust table: its store, changelog topic and serialisers."""
+
+    key_serializer = value_serializer = "json"
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
-        self.sent: list[tuple[int, str, Any, str | None]] = []
-
-    def send_changelog(self, partition: int, key: str, value: Any, value_serializer: str | None = None) -> None:
-        self.sent.append((partition, key, value, value_serializer))
+        self.changelog_topic = FakeTopic()
 
 
 def test_write_behind_sends_one_changelog_record_per_dirty_key_and_tombstones_deletes() -> None:
     table = FakeTable()
-    writes = WriteBehind(table)
+    sent: list[tuple[str, int, bytes | None, bytes | None]] = []
+    writes = WriteBehind(table, lambda *record: sent.append(record))
     view = writes.view(2)
     for n in range(5):
         view["count"] = n  # reads see each write at once
@@ -220,20 +233,24 @@ def test_write_behind_sends_one_changelog_record_per_dirty_key_and_tombstones_de
     view["gone"] = 1
     del view["gone"]
     writes.set("tail", {"seq": 1}, 3)
-    assert table.sent == []
+    assert sent == []
     assert writes.flush() == 3
-    assert sorted(table.sent) == [(2, "count", 4, None), (2, "gone", None, "raw"), (3, "tail", {"seq": 1}, None)]
+    assert sorted(sent, key=lambda r: r[2] or b"") == [
+        ("state-changelog", 2, b'"count"', b"4"),
+        ("state-changelog", 2, b'"gone"', None),
+        ("state-changelog", 3, b'"tail"', b'{"seq": 1}'),
+    ]
     assert writes.flush() == 0
 
 
 def test_write_behind_forgets_the_dirty_keys_of_revoked_partitions() -> None:
-    table = FakeTable()
-    writes = WriteBehind(table)
+    sent: list[tuple[str, int, bytes | None, bytes | None]] = []
+    writes = WriteBehind(FakeTable(), lambda *record: sent.append(record))
     writes.view(0)["a"] = 1
     writes.view(1)["b"] = 2
     assert writes.discard([1]) == 1
     writes.flush()
-    assert table.sent == [(0, "a", 1, None)]
+    assert sent == [("state-changelog", 0, b'"a"', b"1")]
 
 
 def test_the_commit_waits_for_the_hook_and_does_not_happen_when_it_fails(monkeypatch: pytest.MonkeyPatch) -> None:

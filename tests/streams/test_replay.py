@@ -22,7 +22,6 @@ from streams.replay import (
     TopicSource,
     parse_offsets,
     read_file,
-    read_topic_bulk,
     replay_events,
 )
 from streams.runner import settings_env
@@ -246,14 +245,15 @@ def test_topic_replay_matches_file_replay_and_publishes_only_when_asked(
         monkeypatch.setenv(name, value)
     file_report = replay_events(read_file(events_file), engine, agreements=AGREEMENTS)
 
-    read = read_topic_bulk(settings)
-    topic_report = replay_events(read.records, engine, agreements=AGREEMENTS, source="topic:access")
+    with TopicSource(settings) as source:
+        records = source.read_all()
+    topic_report = replay_events(records, engine, agreements=AGREEMENTS, source="topic:access")
     with TopicSource(settings, max_records=50) as source:  # small pulls: little held at once
         streamed = replay_events(source, engine, agreements=AGREEMENTS, source="topic:access")
     code = main(["replay", "--json"])  # the register comes from the agreements topic
     cli_doc = json.loads(capsys.readouterr().out)
 
-    assert len(events) == len(read.records)
+    assert len(events) == len(records)
     assert file_report.fired() == topic_report.fired()
     assert file_report.fired() == streamed.fired()
     assert streamed.events == 1500
