@@ -53,7 +53,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    import structlog
+
     from streams.app import build_worker_app, faust_worker
+    from streams.gctuning import tune_gc
     from streams.logs import configure_logging
 
     settings = _settings(args)
@@ -63,6 +66,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
     configure_logging(settings.log_level)
     worker_app = build_worker_app(settings)
+    structlog.get_logger("gatewatch.worker").info("gc_tuned", **tune_gc())  # streams/gctuning.py
     faust_worker(worker_app.app, settings.log_level).execute_from_commandline()
     return 0
 

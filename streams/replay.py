@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from rules import Engine, WindowState
 from schemas import AccessEvent, AccessEventBatch, Agreement, Alert, Decision, MessageRef
 from streams.exceptions import BrokerError, GatewatchStreamsError
+from streams.gctuning import tuned_gc
 from streams.kafka import aiokafka_config
 from streams.settings import Settings
 
@@ -399,6 +400,23 @@ def replay_events(
     lo = since.timestamp() if since is not None else None
     hi = until.timestamp() if until is not None else None
     now = dt.datetime.now(dt.UTC)
+    with tuned_gc():
+        _replay_loop(merged, report, pass_a, pass_b, lo, hi, now, sink)
+    report.seconds = time.perf_counter() - started
+    report.most_buffered = merged.most_buffered
+    return report
+
+
+def _replay_loop(
+    merged: _Merge,
+    report: ReplayReport,
+    pass_a: _Pass,
+    pass_b: _Pass | None,
+    lo: float | None,
+    hi: float | None,
+    now: dt.datetime,
+    sink: ResultSink | None,
+) -> None:
     rules = report.rules
     for partition, (t, event, ref) in merged:
         if (lo is not None and t < lo) or (hi is not None and t >= hi):
@@ -431,9 +449,6 @@ def replay_events(
                 d.b_only += 1
         for rid in fired_a - fired_b:
             rules[rid].a_only += 1
-    report.seconds = time.perf_counter() - started
-    report.most_buffered = merged.most_buffered
-    return report
 
 
 def read_file(path: Path) -> Iterator[tuple[int, bytes, int]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from streams.broker import EmbeddedBroker
+from streams.gctuning import THRESHOLDS
 from streams.kafka import ensure_topics
 from streams.publisher import Publisher
 from streams.runner import WorkerProcess
@@ -135,3 +136,11 @@ def test_the_worker_log_is_json_lines_for_a_log_shipper(running: tuple[Settings,
     assert ours, "the violations were logged"
     for line in ours:  # whole lines of JSON, not wrapped in another logger's prefix
         assert json.loads(line)["event"] == "violation"
+
+
+def test_the_worker_runs_with_the_tuned_garbage_collector(running: tuple[Settings, WorkerProcess]) -> None:
+    _, worker = running
+    lines = [json.loads(line) for line in worker.log_file.read_text().splitlines() if '"gc_tuned"' in line]
+    assert len(lines) == 1
+    assert lines[0]["gc_threshold"] == THRESHOLDS[0]
+    assert lines[0]["gc_frozen_objects"] > 10_000  # the engine, catalogue and app, out of every collection
