@@ -152,7 +152,7 @@ def construct(cls: type[M], values: dict[str, Any], fields_set: frozenset[str] |
     """An instance of a frozen pydantic model from values known to be valid, without validation.
 
     What `model_construct` does, minus its per-field default handling: `values` must hold every field
-    in declaration order (so JSON output is identical). tests/rules/test_engine_fast.py checks the
+    in declaration order (so JSON output is identical). tests/rules/test_properties.py checks the
     result equals, and dumps the same JSON as, the validated model.
     """
     m = _new(cls)

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +114,12 @@ class PupilLookupBatch(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    """What `Engine.run` gives for one event: its decision and the alerts to publish."""
+    """What `Engine.run` gives for one event: its decision, the alerts to publish and, when it was not
+    given the pupil windows, the look-ups to send to `run_pupil` (re-partitioned by pupil)."""
 
     decision: Decision
     alerts: list[Alert]
+    lookups: list[PupilLookup] = field(default_factory=list)
 
 
 def _clip(text: str) -> str:
@@ -281,7 +283,8 @@ class Engine:
 
         Windowed rules `per: recipient` / `per: recipient_pupil` use `state` (skipped when None);
         `per: pupil` rules run inline only with `pupil_state` (offline, one process), otherwise the
-        caller sends `pupil_lookups(event)` to `run_pupil`. The caller advances the states' watermark.
+        evaluation's `lookups` (the same as `pupil_lookups(event)`, from the facts already built) are for
+        the caller to send to `run_pupil`. The caller advances the states' watermark.
         Windowed alerts follow the de-duplication policy: one alert id per (rule, key, window), emitted
         when the window's count of events over threshold is 1, 2, 4, 8, ...
         """
@@ -301,12 +304,13 @@ class Engine:
                     self._window_rule(rule, facts, state, t, violations, windowed_alerts)
                 except Exception as exc:
                     errors.append(_engine_error(rule, exc))
-        if pupil_state is not None and self._pupil:
+        lookups: list[PupilLookup] = []
+        if self._pupil and event.pupil_refs:
             try:
                 lookups = self._lookups(facts)
             except Exception as exc:
-                lookups = []
                 errors.append(_engine_error(self._pupil[0], exc))
+        if pupil_state is not None and lookups:
             fired: dict[str, tuple[Observation, Facts]] = {}
             for lookup in lookups:
                 for rule_id, obs, pfacts in self._pupil_observations(lookup, pupil_state, errors):
@@ -328,7 +332,7 @@ class Engine:
             violations.sort(key=lambda v: self._index[v.rule_id])
         decision = self._decision(event, violations, errors, evaluated_at, source)
         alerts = self._event_alerts(event, decision, skip=self._windowed_ids, fast=True) + windowed_alerts
-        return Evaluation(decision, alerts)
+        return Evaluation(decision, alerts, lookups if pupil_state is None else [])
 
     def _window_rule(
         self,

@@ -276,8 +276,7 @@ class Processor:
         evaluation = self.engine.run(
             event, agreement, state=state, pupil_state=pupil_state, evaluated_at=now, source=source
         )
-        decision, alerts = evaluation.decision, evaluation.alerts
-        lookups = self.engine.pupil_lookups(event) if pupil_state is None else []
+        decision, alerts, lookups = evaluation.decision, evaluation.alerts, evaluation.lookups
         if self.metrics is not None:
             self._count(event, decision, alerts, time.perf_counter() - started)
         for v in decision.violations:

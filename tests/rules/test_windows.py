@@ -253,6 +253,47 @@ def test_pupil_lookups_round_trip_through_json_and_run_pupil_alerts(engine: Engi
     assert [] == engine.pupil_lookups(make_event())  # a research extract is no enforcement lookup
 
 
+def _police_lookup(event_id: str = "l1") -> AccessEvent:
+    return make_event(
+        event_id=event_id,
+        occurred_at=_at(0),
+        recipient={"org_id": "police-x", "org_type": "police", "ico_registration": None},
+        agreement_id=None,
+        pupil_refs=["SECRET-PUPIL-REF-1", "SECRET-PUPIL-REF-2"],
+        record_count=2,
+    )
+
+
+def test_run_without_pupil_windows_gives_the_lookups_to_send(engine: Engine) -> None:
+    event = _police_lookup()
+    live = engine.run(event, None, state=WindowState({}))
+    assert live.lookups == engine.pupil_lookups(event)
+    assert 2 == len(live.lookups)
+    # Given the pupil windows (offline, one process), they are applied there and nothing is left to send.
+    assert [] == engine.run(event, None, state=WindowState({}), pupil_state=WindowState({})).lookups
+    assert [] == engine.run(make_event(), make_agreement(), state=WindowState({})).lookups
+
+
+def test_a_pupil_rule_that_raises_is_an_engine_error_on_the_decision(engine: Engine) -> None:
+    import dataclasses
+
+    from rules.loader import LoadedPack
+
+    def boom(facts: object) -> bool:
+        raise TypeError("boom")
+
+    rules_ = tuple(
+        dataclasses.replace(r, condition=boom) if r.window is not None and r.window.per == "pupil" else r
+        for r in engine.rules
+    )
+    p = engine._pack
+    broken = Engine(LoadedPack(p.name, p.version, p.engine_version, p.description, p.sha256, rules_, p.catalogue))
+    for pupil_state in (None, WindowState({})):  # the worker (look-ups sent on) and offline alike
+        evaluation = broken.run(_police_lookup(), None, state=WindowState({}), pupil_state=pupil_state)
+        assert [] == evaluation.lookups
+        assert [("rules.NPD-REP-02", "engine_error")] == [(e.loc, e.type) for e in evaluation.decision.errors]
+
+
 # --- the sweep --------------------------------------------------------------------------------------
 
 
