@@ -36,3 +36,6 @@ def test_quick_bench_writes_every_figure_as_a_number(tmp_path: Path) -> None:
         assert math.isfinite(doc[key]), key
     assert {"platform", "cpu_count", "python"} <= set(doc["machine"])
     assert doc["sizes"]["live_events"] > 0
+    rounds = doc["live_rounds"]
+    assert 2 == len(rounds)  # each pair (bare Faust, Gatewatch) read the whole topic in its own groups
+    assert [doc["sizes"]["live_events"]] * 2 == [r["gatewatch_decisions"] for r in rounds]
