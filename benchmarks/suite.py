@@ -262,7 +262,9 @@ def bench_live(bench: Bench, wire: Sequence[tuple[bytes, bytes]], rounds: int = 
         pairs.append(
             {
                 "bare_faust_events_per_s": bare["events_per_s"],
+                "bare_faust_seconds": bare["seconds"],
                 "gatewatch_events_per_s": gw,
+                "gatewatch_seconds": round(seconds, 3),
                 "gatewatch_decisions": count,
                 "ratio": ratio,
             }
