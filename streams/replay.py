@@ -400,55 +400,42 @@ def replay_events(
     lo = since.timestamp() if since is not None else None
     hi = until.timestamp() if until is not None else None
     now = dt.datetime.now(dt.UTC)
-    with tuned_gc():
-        _replay_loop(merged, report, pass_a, pass_b, lo, hi, now, sink)
+    with tuned_gc():  # (streams/gctuning.py; the caller's thresholds are restored)
+        rules = report.rules
+        for partition, (t, event, ref) in merged:
+            if (lo is not None and t < lo) or (hi is not None and t >= hi):
+                report.filtered += 1
+                continue
+            report.events += 1
+            report.partitions[partition] += 1
+            decision, alerts = pass_a.run(partition, event, now, ref)
+            report.verdicts_a[decision.verdict.value] += 1
+            fired_a = {v.rule_id for v in decision.violations}
+            for rid in pass_a.first_seen(alerts):
+                rules.setdefault(rid, RuleDiff(rid)).alerts_a += 1
+            if sink is not None:
+                sink(partition, decision, alerts)
+            for rid in fired_a:
+                rules.setdefault(rid, RuleDiff(rid)).a += 1
+            if pass_b is None:
+                continue
+            decision_b, alerts_b = pass_b.run(partition, event, now, ref)
+            report.verdicts_b[decision_b.verdict.value] += 1
+            fired_b = {v.rule_id for v in decision_b.violations}
+            for rid in pass_b.first_seen(alerts_b):
+                rules.setdefault(rid, RuleDiff(rid)).alerts_b += 1
+            for rid in fired_b:
+                d = rules.setdefault(rid, RuleDiff(rid))
+                d.b += 1
+                if rid in fired_a:
+                    d.both += 1
+                else:
+                    d.b_only += 1
+            for rid in fired_a - fired_b:
+                rules[rid].a_only += 1
     report.seconds = time.perf_counter() - started
     report.most_buffered = merged.most_buffered
     return report
-
-
-def _replay_loop(
-    merged: _Merge,
-    report: ReplayReport,
-    pass_a: _Pass,
-    pass_b: _Pass | None,
-    lo: float | None,
-    hi: float | None,
-    now: dt.datetime,
-    sink: ResultSink | None,
-) -> None:
-    rules = report.rules
-    for partition, (t, event, ref) in merged:
-        if (lo is not None and t < lo) or (hi is not None and t >= hi):
-            report.filtered += 1
-            continue
-        report.events += 1
-        report.partitions[partition] += 1
-        decision, alerts = pass_a.run(partition, event, now, ref)
-        report.verdicts_a[decision.verdict.value] += 1
-        fired_a = {v.rule_id for v in decision.violations}
-        for rid in pass_a.first_seen(alerts):
-            rules.setdefault(rid, RuleDiff(rid)).alerts_a += 1
-        if sink is not None:
-            sink(partition, decision, alerts)
-        for rid in fired_a:
-            rules.setdefault(rid, RuleDiff(rid)).a += 1
-        if pass_b is None:
-            continue
-        decision_b, alerts_b = pass_b.run(partition, event, now, ref)
-        report.verdicts_b[decision_b.verdict.value] += 1
-        fired_b = {v.rule_id for v in decision_b.violations}
-        for rid in pass_b.first_seen(alerts_b):
-            rules.setdefault(rid, RuleDiff(rid)).alerts_b += 1
-        for rid in fired_b:
-            d = rules.setdefault(rid, RuleDiff(rid))
-            d.b += 1
-            if rid in fired_a:
-                d.both += 1
-            else:
-                d.b_only += 1
-        for rid in fired_a - fired_b:
-            rules[rid].a_only += 1
 
 
 def read_file(path: Path) -> Iterator[tuple[int, bytes, int]]:
