@@ -18,6 +18,7 @@ KEYS = (
     "live_vs_bare_faust",
     "replay_vs_raw_consume",
     "batched_events_per_s",
+    "batched_publish_events_per_s",
     "latency_p99_ms",
     "rss_growth_last_half_pct",
 )
