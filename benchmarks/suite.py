@@ -250,10 +250,11 @@ def bench_live(bench: Bench, wire: Sequence[tuple[bytes, bytes]], rounds: int = 
     timeout = max(120.0, n / 100)
     _say(f"live: {n} events published ({publish_rate:,.0f}/s)")
     pairs: list[dict[str, Any]] = []
+    settings = first
     for round_ in range(rounds):
-        settings = first if round_ == 0 else bench.settings("live", access=first.topics.access)
-        if round_:
-            bench.prepare(settings)  # its own agreements, decisions and alerts topics; the same events
+        if round_:  # its own agreements, decisions and alerts topics; the same events
+            settings = bench.settings("live", access=first.topics.access)
+            bench.prepare(settings)
         bare = bare_faust(bench, settings.topics.access, n, timeout)
         count, seconds = bench.decide(settings, n, timeout)
         gw = _rate(count, seconds)
