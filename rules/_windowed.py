@@ -303,6 +303,9 @@ def observe(
     measure, threshold or time) leaves the entry as it was: what can raise on them runs before anything
     stored changes, or that change is undone. Only a malformed stored entry, which this code never
     writes, could leave it part-updated.
+
+    An entry that has already applied the event (`WindowState.seen`: it is processed again after a
+    crash) is left as it is, and there is nothing to report.
     """
     kind = spec.kind
     if kind == "trailing":
@@ -317,6 +320,8 @@ def _observe_month(
 ) -> Observation | None:
     month, end = _month(t)
     key = f"{key}|m={month}"
+    if state.seen(key):
+        return None
     old = state.get(key) or {}
     if spec.measure == "count_distinct":
         seen = set(old.get("d", []))
@@ -337,6 +342,8 @@ def _observe_month(
 def _observe_sliding(
     spec: WindowSpec, state: WindowState, key: str, t: float, event_id: str, arg: Any, threshold: Any
 ) -> Observation | None:
+    if state.seen(key):
+        return None
     old = state.get(key) or {}
     items = old.get("t")
     if type(items) is not list:
@@ -398,6 +405,8 @@ def _observe_trailing(
 ) -> Observation | None:
     # `values`: those of `hist`, sorted, so that a median costs no sort. They are kept with the entry
     # (WindowState.get_with_derived), and sorted again when missing at the next median of events in order.
+    if state.seen(key):
+        return None
     stored, values = state.get_with_derived(key)
     old = stored or {}
     hist = old.get("h")

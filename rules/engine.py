@@ -87,6 +87,9 @@ class PupilLookup(BaseModel):
     occurred_at: AwareDatetime
     event_id: str
     rule_ids: tuple[str, ...]
+    #: The event's source position (access partition, offset, index in its message): the pupil windows
+    #: apply each position once, so a look-up sent again after a crash does not count twice.
+    source: tuple[int, int, int] | None = None
 
 
 class PupilLookupBatch(BaseModel):
@@ -307,7 +310,7 @@ class Engine:
         lookups: list[PupilLookup] = []
         if self._pupil and event.pupil_refs:
             try:
-                lookups = self._lookups(facts)
+                lookups = self._lookups(facts, source)
             except Exception as exc:
                 errors.append(_engine_error(self._pupil[0], exc))
         if pupil_state is not None and lookups:
@@ -400,8 +403,9 @@ class Engine:
             return []
         return self._lookups(Facts(event, agreement, self.catalogue))
 
-    def _lookups(self, facts: Facts) -> list[PupilLookup]:
+    def _lookups(self, facts: Facts, source: MessageRef | None = None) -> list[PupilLookup]:
         event = facts.event
+        at = None if source is None else (source.partition, source.offset, source.index or 0)
         if not event.pupil_refs:
             return []
         rule_ids = tuple(r.id for r in self._pupil if r.condition(facts))
@@ -419,6 +423,7 @@ class Engine:
                 occurred_at=event.occurred_at,
                 event_id=event.event_id,
                 rule_ids=rule_ids,
+                source=at,
             )
             for h in hashes
         ]

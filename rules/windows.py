@@ -3,6 +3,12 @@
 Pure: no Faust import. Values are JSON-compatible so a Faust table can serialise them. Each entry is
 stored as `{"v": value, "x": expires_at, "p": partition}`; `advance` drops this partition's entries
 once event time (the watermark) has moved `lateness` past their expiry, so memory plateaus.
+
+Exactly-once updates: when the caller sets `at` (the source position of the event being applied:
+source partition, offset, index), `put` records it in the entry as `"s": {source partition: [offset,
+index]}`, and `seen(key)` tells whether the entry already holds the event at `at` or a later one of the
+same source partition. After a crash the changelog may hold state of events that are processed again;
+the windowed rules skip an entry that has seen them, so no event counts twice in a window.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ class WindowState:
     key would corrupt that partition's recovery.
     """
 
-    __slots__ = ("_derived", "_heap", "_indexed", "backing", "lateness", "partition", "watermark")
+    __slots__ = ("_derived", "_heap", "_indexed", "at", "backing", "lateness", "partition", "watermark")
 
     def __init__(
         self,
@@ -40,6 +46,8 @@ class WindowState:
         self.partition = partition
         self.lateness = lateness.total_seconds()
         self.watermark: float = -math.inf
+        #: The source position (partition, offset, index) of the event being applied, or None (offline).
+        self.at: tuple[int, int, int] | None = None
         # One heap item per indexed key (re-pushed lazily when its entry was extended), so the heap
         # stays as small as the set of live keys however often a key is updated.
         self._heap: list[tuple[float, str]] = []
@@ -68,12 +76,29 @@ class WindowState:
         derived = self._derived.get(key)
         return entry.get("v"), derived[1] if derived is not None and derived[0] is entry else None
 
+    def seen(self, key: str) -> bool:
+        """True if the entry under `key` has applied the event at `at`, or a later one of its source partition."""
+        at = self.at
+        if at is None:
+            return False
+        entry = self.backing.get(key)
+        if not isinstance(entry, dict):
+            return False
+        applied = (entry.get("s") or {}).get(str(at[0]))
+        return isinstance(applied, list) and (applied[0], applied[1]) >= (at[1], at[2])
+
     def put(self, key: str, value: Any, *, expires_at: float, derived: Any = None) -> None:
         """Store `value` (JSON-compatible) until event time passes `expires_at` (epoch seconds) + lateness.
 
         `derived`: data derived from `value`, kept in memory with this entry (see get_with_derived).
+        With `at` set, the entry records it as the last event it applied from that source partition.
         """
-        entry = {"v": value, "x": float(expires_at), "p": self.partition}
+        entry: dict[str, Any] = {"v": value, "x": float(expires_at), "p": self.partition}
+        at = self.at
+        if at is not None:
+            old = self.backing.get(key)
+            applied = old.get("s") if isinstance(old, dict) else None
+            entry["s"] = {**(applied if isinstance(applied, dict) else {}), str(at[0]): [at[1], at[2]]}
         self.backing[key] = entry
         if derived is not None:
             self._derived[key] = (entry, derived)

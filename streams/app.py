@@ -5,7 +5,9 @@ app with two agents:
 - `register`: consumes npd.agreements.v1, validates each agreement and keeps it in a GlobalTable (so
   every worker in the group sees the whole register);
 - `evaluate`: consumes npd.access.v1 and writes exactly one decision (plus alerts) or one dead letter
-  per message. Faust flushes what the agent sent before it commits the offsets: at-least-once.
+  per event. Faust flushes what the agent sent before it commits the offsets, and after a crash or a
+  rebalance the events since the last commit are processed again, but what they already wrote is not
+  written again (streams/exactly_once.py): the effect on the topics and the windows is exactly once.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from pydantic import ValidationError
 
 from rules import Engine, PupilLookupBatch, WindowState, load_engine
 from schemas import Agreement, Alert, DeadLetterReason, Issue, MessageRef, issues_from_validation_error
-from schemas.ledger import LedgerState, link_json
+from schemas.ledger import link_json
 from streams._aiokafka_fix import track_every_sent_topic
 from streams._faust_fix import keep_messages_across_rebalance
 from streams.endoffsets import patch_faust_recovery, probe_end_offsets_async
+from streams.exactly_once import WrittenPositions, read_written
 from streams.kafka import aiokafka_config, faust_broker_options
 from streams.metrics import Metrics
 from streams.outbox import Outbox
@@ -208,41 +211,47 @@ def build_worker_app(
         lambda: producer._ensure_producer(),  # type: ignore[attr-defined]  # noqa: SLF001 - Faust starts it
         linger=OUTBOX_LINGER_SECONDS,
         on_delivered=_delivered,
+        last_topics=frozenset({t.decisions}),  # a decision marks its event done (streams/exactly_once.py)
     )
     emit = outbox.add
+    # The tables' changelog records: sent only once the outputs of the events they cover are acknowledged.
+    state_outbox = Outbox(
+        lambda: producer._ensure_producer(),  # type: ignore[attr-defined]  # noqa: SLF001 - Faust starts it
+        on_delivered=_delivered,
+    )
+    written = WrittenPositions(
+        functools.partial(read_written, aiokafka_config(settings), t.access, t.decisions, t.deadletter)
+    )
 
     # Windowed state in event time. Keys start with the recipient org id, the access topic's key, so
     # each entry lives in the partition of the events that update it; changelogs make it survive
     # restarts and WindowState expires it once event time has moved past the window.
     lateness = dt.timedelta(days=settings.window_lateness_days)
     windows = app.Table("windows", partitions=settings.partitions, default=None)
-    window_writes = WriteBehind(windows, outbox.put)  # changelog records once per key per commit
+    window_writes = WriteBehind(windows, state_outbox.put)  # changelog records once per key per commit
     recipient_states = PartitionStates(window_writes, lateness)
     # Cross-recipient rules need all look-ups of one pupil together: re-partition by the pupil's HMAC.
     pupil_topic_name = f"{settings.app_id}-pupil-lookups"
     pupil_topic = raw_topic(pupil_topic_name, settings.partitions)
     pupil_windows = app.Table("pupil-windows", partitions=settings.partitions, default=None)
-    pupil_writes = WriteBehind(pupil_windows, outbox.put)
+    pupil_writes = WriteBehind(pupil_windows, state_outbox.put)
     pupil_states = PartitionStates(pupil_writes, lateness)
 
-    # The tail of each decisions partition's hash chain (schemas/ledger.py), written in the context of
-    # that partition's events so it is recovered with them.
-    ledger_tails = WriteBehind(app.Table("ledger", partitions=settings.partitions, default=None), outbox.put)
     outbox.grouped(pupil_topic_name, PupilLookupBatch.wrap)
 
     def snapshot() -> None:
         """Runs as Faust reads the offsets to commit: the buffered table writes of exactly those events."""
         window_writes.flush()
         pupil_writes.flush()
-        ledger_tails.flush()
 
     async def before_commit() -> None:
-        """Runs before every offset commit: outputs out, every send (changelogs too) acknowledged."""
-        await outbox.send(everything=True)
-        await producer.flush()
-        if send_failures:
-            log.error("send_failed", failures=len(send_failures), first=send_failures[0])
-            raise RuntimeError(f"{len(send_failures)} sends were not acknowledged; not committing")
+        """Runs before every offset commit: outputs out and acknowledged, then the changelogs, then commit."""
+        for queue in (outbox, state_outbox):
+            await queue.send(everything=True)
+            await producer.flush()
+            if send_failures:
+                log.error("send_failed", failures=len(send_failures), first=send_failures[0])
+                raise RuntimeError(f"{len(send_failures)} sends were not acknowledged; not committing")
 
     @app.task  # type: ignore[untyped-decorator]
     async def send_outputs() -> None:
@@ -290,25 +299,31 @@ def build_worker_app(
         metrics,
         max_message_bytes=settings.max_message_bytes,
         max_future_skew=dt.timedelta(seconds=settings.max_future_skew_seconds),
+        track_positions=True,
     )
 
     async def send_outcome(outcome: Outcome, key: bytes | None, partition: int) -> None:
+        """Queue an event's outputs, unless they are on the topics already (processed again after a crash)."""
         if outcome.dead_letter is not None:
-            await emit(t.deadletter, key, outcome.dead_letter.model_dump_json().encode(), partition)
+            src = outcome.dead_letter.source
+            if not written.written(partition, (src.offset, src.index or 0), dead_letter=True):
+                await emit(t.deadletter, key, outcome.dead_letter.model_dump_json().encode(), partition)
             return
-        assert outcome.decision is not None
-        # The decision goes to the partition its event came from, so each decisions partition is the
-        # complete, ordered record of one access partition, chained by hash.
-        tail = ledger_tails.get(str(partition))
-        state = LedgerState(seq=tail["seq"], last_hash=tail["last_hash"]) if tail else LedgerState()
-        wire, state = link_json(outcome.decision, partition, state)
-        ledger_tails.set(str(partition), {"seq": state.seq, "last_hash": state.last_hash}, partition)
-        await emit(t.decisions, key, wire, partition)
+        decision = outcome.decision
+        assert decision is not None
+        assert decision.source is not None
+        if written.written(partition, (decision.source.offset, decision.source.index or 0)):
+            return  # its decision is on the topic, so are its alerts and look-ups (streams/exactly_once.py)
         for alert in outcome.alerts:
             await emit(t.alerts, alert.alert_id.encode(), alert.model_dump_json().encode())
         for lookup in outcome.pupil_lookups:  # grouped per partition into PupilLookupBatch records
             lookup_partition = await outbox.partition_for(pupil_topic_name, lookup.pupil_hash.encode())
             outbox.collect(pupil_topic_name, lookup_partition, lookup.model_dump_json().encode())
+        # The decision goes last, to the partition its event came from, so each decisions partition is the
+        # complete, ordered record of one access partition, chained by hash.
+        wire, state = link_json(decision, partition, written.ledger(partition))
+        written.linked(partition, state)
+        await emit(t.decisions, key, wire, partition)
 
     @app.task  # type: ignore[untyped-decorator]
     async def declare_outputs() -> None:
@@ -337,6 +352,11 @@ def build_worker_app(
                 await wait_for_register()
                 await outbox.learn_partitions(t.alerts, pupil_topic_name)  # no lookup (an await) mid-event
             msg = event.message
+            if not written.known(msg.partition):
+                mine = [tp.partition for tp in app.consumer.assignment() if tp.topic == t.access]
+                if msg.partition not in mine:
+                    continue  # revoked while it waited: the partition's new owner processes it
+                await written.load(mine)
             ref = MessageRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
             try:
                 outcomes = processor.process_message(msg.value, msg.key, ref, state=recipient_states.get(msg.partition))
@@ -453,6 +473,7 @@ def build_worker_app(
             raised: list[Alert] = []
             for index, lookup in enumerate(lookups):
                 try:
+                    state.at = lookup.source  # each event's look-up counts once (rules/windows.py)
                     state.advance(lookup.occurred_at.timestamp())
                     raised.extend(pack.engine.run_pupil(lookup, state))
                 except Exception:
@@ -482,6 +503,7 @@ def build_worker_app(
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         recipient_states.drop(tp.partition for tp in revoked if tp.topic == t.access)
+        written.forget(tp.partition for tp in revoked if tp.topic == t.access)
         for tp in revoked:
             if tp.topic == t.access:
                 processed.pop(tp.partition, None)

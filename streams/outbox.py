@@ -16,6 +16,12 @@ Grouped items: for an internal topic whose reader takes many items per record (t
 `group_max_bytes`, once the oldest has waited `group_linger` (longer than `linger`: every record the
 reader gets costs it a Faust message, about as much as the work on the item itself), and always
 before an offset commit (`send(everything=True)`).
+
+Records last (`last_topics`, the decisions): a decision on the topic is what marks its event done after
+a crash (streams/exactly_once.py), so it must never be there without the event's other outputs. The
+records of a `last` topic are submitted only once every other record queued with or before them has
+been acknowledged, and only when no grouped item is still waiting to be wrapped; until then they stay
+in their builders (in order).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class Outbox:
         on_delivered: Callable[[asyncio.Future[Any]], None] | None = None,
         group_linger: float = 0.05,
         group_max_bytes: int = 256 * 1024,
+        last_topics: frozenset[str] = frozenset(),
     ) -> None:
         self._producer = producer
         self.linger = linger
@@ -55,6 +62,7 @@ class Outbox:
         self._first_at: float | None = None
         self._partitions: dict[str, int] = {}
         self._lock = asyncio.Lock()
+        self.last_topics = last_topics
 
     @property
     def pending(self) -> bool:
@@ -138,17 +146,45 @@ class Outbox:
         """Submit every builder to the producer, in order; returns how many batches went out.
 
         Grouped items are wrapped first if they are due, or if `everything` (before an offset commit).
+        Records of `last_topics` go out after the others are acknowledged, and wait for a later call when
+        grouped items are still unwrapped or another send failed (never with `everything` and no failure).
         """
         async with self._lock:
             if self._grouped_at is not None and (
                 everything or time.monotonic() - self._grouped_at >= self.group_linger
             ):
                 self._wrap_groups()
+            # Items not wrapped yet may be those of the last records queued so far (an event's decision is
+            # queued after its other outputs): then the last records wait for them.
+            unwrapped = self._grouped_at is not None
             batches = self._full + [(topic, partition, b) for (topic, partition), b in self._open.items()]
             self._full, self._open, self._first_at = [], {}, None
+            first = [b for b in batches if b[0] not in self.last_topics]
+            last = [b for b in batches if b[0] in self.last_topics]
             producer = self._producer()
-            for topic, partition, builder in batches:
-                fut = await producer.send_batch(builder, topic, partition=partition)
-                if self._on_delivered is not None:
-                    fut.add_done_callback(self._on_delivered)
+            futures = [await self._submit(producer, batch) for batch in first]
+            if last and unwrapped:
+                self._hold(last)
+                return len(first)
+            if last and futures:
+                # Done futures only: a failed send is recorded by on_delivered and stops the next commit.
+                await asyncio.wait(futures)
+                if any(not f.cancelled() and f.exception() is not None for f in futures):
+                    self._hold(last)
+                    return len(first)
+            for batch in last:
+                await self._submit(producer, batch)
             return len(batches)
+
+    async def _submit(self, producer: Any, batch: tuple[str, int, Any]) -> asyncio.Future[Any]:
+        topic, partition, builder = batch
+        fut: asyncio.Future[Any] = await producer.send_batch(builder, topic, partition=partition)
+        if self._on_delivered is not None:
+            fut.add_done_callback(self._on_delivered)
+        return fut
+
+    def _hold(self, batches: list[tuple[str, int, Any]]) -> None:
+        """Queue unsent builders again, ahead of anything added meanwhile (so each partition keeps its order)."""
+        self._full = batches + self._full
+        if self._first_at is None:
+            self._first_at = time.monotonic()

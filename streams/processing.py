@@ -104,8 +104,12 @@ class Processor:
         max_message_bytes: int = 1_048_576,
         max_future_skew: dt.timedelta = dt.timedelta(minutes=5),
         clock: Callable[[], dt.datetime] = _utcnow,
+        track_positions: bool = False,
     ) -> None:
         self.engine = engine
+        #: Record each event's source position in the window entries it updates (the worker: after a
+        #: crash an entry skips the events it has already applied, rules/windows.py).
+        self.track_positions = track_positions
         self.agreements = agreements
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
@@ -270,6 +274,8 @@ class Processor:
         agreement = self.agreements(event.agreement_id) if event.agreement_id else None
         event_time = event.occurred_at.timestamp()
         if state is not None:
+            if self.track_positions:
+                state.at = (source.partition, source.offset, source.index or 0)
             state.advance(event_time)
         if pupil_state is not None:
             pupil_state.advance(event_time)

@@ -1,0 +1,195 @@
+"""Exactly-once effect without transactions: a worker learns from the output topics what it already wrote.
+
+Every output of an access event is keyed by the event's source position: (access partition, offset,
+index in its message). The decisions of access partition p go to decisions partition p in the order of
+their events and carry `source` and their ledger link; the dead letters of p go to dead-letter
+partition p, also in order. So the last decision and the last access dead letter of p say which
+positions of p already have their outputs on the topics, and the last decision's link is the tail the
+ledger continues from. `WrittenPositions` reads them when the worker takes a partition (at start, after
+a crash, after a rebalance: one code path), and the worker then skips the outputs of every position at
+or before them, and links the next decision to the last link actually in the topic (no fork).
+
+Why the tails are enough (the order the worker writes in, streams/outbox.py and streams/app.py):
+- an event's decision is sent only once its alerts, dead letters and pupil look-ups are acknowledged,
+  so a decision on the topic means every output of its event is there;
+- the tables' changelogs are sent only after the outputs of the events they cover are acknowledged,
+  so window state never holds an event whose decision is missing; the window entries record the
+  positions they applied (rules/windows.py) and skip an event they have already seen.
+What remains after a kill: an alert (same `alert_id`) or a pupil look-up sent again when the kill fell
+between its acknowledgement and its decision's; the pupil windows apply a look-up's position once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+
+from schemas.ledger import LedgerState
+
+__all__ = ["Position", "Written", "WrittenPositions", "read_written"]
+
+log = structlog.get_logger("gatewatch.worker")
+
+#: (offset, index in the message; 0 for a single-event message) within one access partition.
+Position = tuple[int, int]
+#: Records read per step when scanning a partition backwards for its last matching record.
+SCAN_CHUNK = 500
+
+
+@dataclass
+class Written:
+    """What one access partition's outputs already on the topics say."""
+
+    decided: Position | None = None  # the source position of the last decision
+    dead: Position | None = None  # the source position of the last dead letter of an access event
+    ledger: LedgerState = field(default_factory=LedgerState)  # the tail of the decisions partition's chain
+    skipped: int = 0  # outputs not sent again because they were on the topic
+
+
+def position_of(doc: Mapping[str, Any], topic: str, partition: int) -> Position | None:
+    """The source position of an output record, if it came from `partition` of `topic`."""
+    source = doc.get("source")
+    if not isinstance(source, dict) or source.get("topic") != topic or source.get("partition") != partition:
+        return None
+    offset, index = source.get("offset"), source.get("index")
+    if not isinstance(offset, int):
+        return None
+    return offset, index if isinstance(index, int) else 0
+
+
+async def _scan_back(
+    consumer: Any, tp: Any, reported_end: int, wanted: Callable[[dict[str, Any]], bool], timeout: float
+) -> None:
+    """Offer the partition's records to `wanted`, the newest chunk first, until it returns True.
+
+    `reported_end` may be the last batch's base offset + 1 (Tansu, streams/endoffsets.py): a chunk is
+    read until a record at or past (its end - 1) has come, which brings the whole last batch with it.
+    """
+    stop = reported_end
+    deadline = time.monotonic() + timeout
+    while stop > 0:
+        start = max(0, stop - SCAN_CHUNK)
+        consumer.seek(tp, start)
+        chunk: list[Any] = []
+        while not chunk or chunk[-1].offset < stop - 1:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading the tail of {tp.topic}[{tp.partition}] took over {timeout} s")
+            for records in (await consumer.getmany(tp, timeout_ms=200)).values():
+                chunk.extend(records)
+        # The first chunk keeps the whole last batch; a later one only what the chunk after it did not offer.
+        fresh = [r for r in chunk if r.offset >= start and (stop == reported_end or r.offset < stop)]
+        for record in reversed(fresh):
+            try:
+                doc = orjson.loads(record.value) if record.value else None
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(doc, dict) and wanted(doc):
+                return
+        stop = start
+
+
+async def read_written(
+    config: Mapping[str, Any],
+    access: str,
+    decisions: str,
+    deadletter: str,
+    partitions: Iterable[int],
+    timeout: float = 60.0,
+) -> dict[int, Written]:
+    """For each access partition, the last decision, the last access dead letter and the ledger tail."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    wanted = list(partitions)
+    consumer = AIOKafkaConsumer(
+        **config, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100
+    )
+    await consumer.start()
+    out: dict[int, Written] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in wanted for topic in (decisions, deadletter)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for p in wanted:
+            written = out[p] = Written()
+
+            def decision(doc: dict[str, Any], written: Written = written, p: int = p) -> bool:
+                link = doc.get("ledger")
+                if written.ledger.seq == 0 and isinstance(link, dict):
+                    seq, digest = link.get("seq"), link.get("hash")
+                    if isinstance(seq, int) and isinstance(digest, str):
+                        written.ledger = LedgerState(seq=seq + 1, last_hash=digest)
+                if written.decided is None:
+                    written.decided = position_of(doc, access, p)
+                return written.decided is not None and written.ledger.seq > 0
+
+            def dead(doc: dict[str, Any], written: Written = written, p: int = p) -> bool:
+                written.dead = position_of(doc, access, p)
+                return written.dead is not None
+
+            for topic, found in ((decisions, decision), (deadletter, dead)):
+                tp = TopicPartition(topic, p)
+                await _scan_back(consumer, tp, ends[tp], found, timeout)
+    finally:
+        await consumer.stop()
+    return out
+
+
+class WrittenPositions:
+    """Per access partition the worker holds: which positions have their outputs written, and the ledger tail.
+
+    `reader(partitions)` reads the topics (`read_written` in the worker, a dict in tests). The worker
+    calls `load` before the first event of a partition it has taken, `forget` when it loses one.
+    """
+
+    def __init__(self, reader: Callable[[list[int]], Awaitable[dict[int, Written]]]) -> None:
+        self._reader = reader
+        self._written: dict[int, Written] = {}
+
+    def known(self, partition: int) -> bool:
+        return partition in self._written
+
+    async def load(self, partitions: Iterable[int]) -> None:
+        """Read what the topics hold for these partitions (one reader call for all of them)."""
+        todo = sorted(p for p in set(partitions) if p not in self._written)
+        if not todo:
+            return
+        started = time.monotonic()
+        found = await self._reader(todo)
+        for p in todo:
+            w = self._written[p] = found.get(p, Written())
+            log.info(
+                "partition_resumed",
+                partition=p,
+                last_decided=list(w.decided) if w.decided else None,
+                last_dead_letter=list(w.dead) if w.dead else None,
+                ledger_seq=w.ledger.seq,
+                seconds=round(time.monotonic() - started, 3),
+            )
+
+    def written(self, partition: int, position: Position, *, dead_letter: bool = False) -> bool:
+        """True if the output of this position (its decision, or its dead letter) is on the topic already."""
+        w = self._written[partition]
+        last = w.dead if dead_letter else w.decided
+        if last is not None and position <= last:
+            w.skipped += 1
+            return True
+        return False
+
+    def ledger(self, partition: int) -> LedgerState:
+        return self._written[partition].ledger
+
+    def linked(self, partition: int, state: LedgerState) -> None:
+        """The partition's chain has grown to `state` (a decision was queued)."""
+        self._written[partition].ledger = state
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            w = self._written.pop(p, None)
+            if w is not None and w.skipped:
+                log.info("partition_released", partition=p, outputs_not_repeated=w.skipped)
