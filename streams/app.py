@@ -35,7 +35,7 @@ from schemas.ledger import link_json
 from streams._aiokafka_fix import track_every_sent_topic
 from streams._faust_fix import keep_messages_across_rebalance
 from streams.endoffsets import patch_faust_recovery, probe_end_offsets_async
-from streams.exactly_once import WrittenPositions, read_written
+from streams.exactly_once import PartitionGate, WrittenPositions, read_written
 from streams.kafka import aiokafka_config, faust_broker_options
 from streams.metrics import Metrics
 from streams.outbox import Outbox
@@ -352,11 +352,8 @@ def build_worker_app(
                 await wait_for_register()
                 await outbox.learn_partitions(t.alerts, pupil_topic_name)  # no lookup (an await) mid-event
             msg = event.message
-            if not written.known(msg.partition):
-                mine = [tp.partition for tp in app.consumer.assignment() if tp.topic == t.access]
-                if msg.partition not in mine:
-                    continue  # revoked while it waited: the partition's new owner processes it
-                await written.load(mine)
+            if not await gate.admit(msg.partition):
+                continue  # revoked while it waited: the partition's new owner processes it
             ref = MessageRef(topic=msg.topic, partition=msg.partition, offset=msg.offset)
             try:
                 outcomes = processor.process_message(msg.value, msg.key, ref, state=recipient_states.get(msg.partition))
@@ -443,6 +440,8 @@ def build_worker_app(
             return False
         return value.decode("utf-8") if agreement.agreement_id == key else False
 
+    # The agent's last await before an event changes state (streams/exactly_once.py).
+    gate = PartitionGate(written, lambda: (tp.partition for tp in app.consumer.assignment() if tp.topic == t.access))
     processed: dict[int, int] = {}  # access partition -> next offset this worker has to process
     done_gauges: dict[int, Any] = {}  # bound once per partition, not per message
 
@@ -502,8 +501,15 @@ def build_worker_app(
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        # Outputs, then the state of every event processed so far, whether or not Faust commits now: the
+        # state stays in memory if the partitions come back, so the changelog must hold it too (the window
+        # entries skip what they have seen; the outputs skip what is on the topics).
+        async def flush() -> None:
+            snapshot()
+            await before_commit()
+
+        await gate.revoke((tp.partition for tp in revoked if tp.topic == t.access), flush)
         recipient_states.drop(tp.partition for tp in revoked if tp.topic == t.access)
-        written.forget(tp.partition for tp in revoked if tp.topic == t.access)
         for tp in revoked:
             if tp.topic == t.access:
                 processed.pop(tp.partition, None)

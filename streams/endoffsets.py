@@ -26,17 +26,25 @@ EndProbe = Callable[[Mapping[Any, int]], Awaitable[dict[Any, int]]]
 
 
 def probe_end_offsets(consumer: Any, ends: Mapping[Any, int], timeout: float = 10.0) -> dict[Any, int]:
-    """True end offsets with an assigned kafka-python consumer; moves its positions (seek afterwards)."""
+    """True end offsets with an assigned kafka-python consumer; moves its positions (seek afterwards).
+
+    A poll returns at most `max_poll_records` (500 by default) records, fewer than a large last batch
+    holds: a partition is probed until a poll after its first records brings none of it.
+    """
     out = dict(ends)
     pending = {tp for tp, end in ends.items() if end > 0}
     for tp in pending:
         consumer.seek(tp, ends[tp] - 1)
+    started: set[Any] = set()
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
+        got: set[Any] = set()
         for tp, records in consumer.poll(timeout_ms=200).items():
             if tp in pending and records:
                 out[tp] = max(out[tp], records[-1].offset + 1)
-                pending.discard(tp)
+                got.add(tp)
+        pending -= started - got
+        started |= got
     return out
 
 

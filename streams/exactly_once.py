@@ -21,6 +21,7 @@ between its acknowledgement and its decision's; the pupil windows apply a look-u
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import structlog
 
 from schemas.ledger import LedgerState
 
-__all__ = ["Position", "Written", "WrittenPositions", "read_written"]
+__all__ = ["PartitionGate", "Position", "Written", "WrittenPositions", "read_written"]
 
 log = structlog.get_logger("gatewatch.worker")
 
@@ -193,3 +194,46 @@ class WrittenPositions:
             w = self._written.pop(p, None)
             if w is not None and w.skipped:
                 log.info("partition_released", partition=p, outputs_not_repeated=w.skipped)
+
+
+class PartitionGate:
+    """Admits an event only when its partition is this worker's, its written positions are known, and no
+    revocation is under way.
+
+    A revocation flushes the outputs and the state of every event processed so far (`flush`), then
+    forgets the partitions. No event may be processed while it awaits: state changed meanwhile would be
+    neither in that flush nor in the changelog later (its dirty keys are dropped with the partition), yet
+    it would stay in memory if the partition came back, where the window entries would take it as
+    applied. `admit` is the agent's last await before an event changes any state.
+    """
+
+    def __init__(self, written: WrittenPositions, assigned: Callable[[], Iterable[int]]) -> None:
+        self.written = written
+        self._assigned = assigned
+        self._settled = asyncio.Event()
+        self._settled.set()
+
+    async def admit(self, partition: int) -> bool:
+        """True to process an event of `partition`; False if the partition is no longer this worker's."""
+        while True:
+            if not self._settled.is_set():
+                await self._settled.wait()
+                continue
+            if self.written.known(partition):
+                return True
+            mine = sorted(set(self._assigned()))
+            if partition not in mine:
+                return False
+            await self.written.load(mine)
+
+    async def revoke(self, partitions: Iterable[int], flush: Callable[[], Awaitable[None]]) -> None:
+        """Hold the agent, `flush()` (outputs, then state), then forget the partitions' written positions."""
+        gone = list(partitions)
+        self._settled.clear()
+        try:
+            await flush()
+        except Exception:
+            log.exception("revocation_flush_failed")
+        finally:
+            self.written.forget(gone)
+            self._settled.set()

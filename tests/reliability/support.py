@@ -19,7 +19,18 @@ from rules import load_engine
 from streams.kafka import kafka_python_config
 from streams.settings import Settings
 
-__all__ = ["SIM_START", "Accounts", "Tail", "event_id_of", "metric_samples", "report", "sample_agreements"]
+__all__ = [
+    "SIM_START",
+    "Accounts",
+    "Tail",
+    "event_id_of",
+    "metric_samples",
+    "read_all",
+    "report",
+    "sample_agreements",
+    "table_from_changelog",
+    "wait_committed",
+]
 
 
 #: Simulated event time starts here: 20,000 events span about 16 months of working days, and every one of
@@ -71,6 +82,62 @@ class Tail:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_all(settings: Settings, topic: str, timeout: float = 120.0) -> list[Any]:
+    """Every record of a topic as it is now, in (partition, offset) order (true end offsets, Tansu too)."""
+    from streams.endoffsets import probe_end_offsets
+
+    consumer = KafkaConsumer(
+        **kafka_python_config(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        ends = probe_end_offsets(consumer, consumer.end_offsets(tps))
+        consumer.seek_to_beginning(*tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for tp, batch in consumer.poll(timeout_ms=500, max_records=5000).items():
+                out.extend(r for r in batch if r.offset < ends[tp])
+        return sorted(out, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
+
+
+def wait_committed(settings: Settings, topic: str, timeout: float = 120.0) -> bool:
+    """Wait until the worker group's committed offsets reach the topic's end: every message processed."""
+    from streams.endoffsets import probe_end_offsets
+
+    consumer = KafkaConsumer(**kafka_python_config(settings), group_id=settings.app_id, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        ends = probe_end_offsets(consumer, consumer.end_offsets(tps))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all((consumer.committed(tp) or 0) >= ends[tp] for tp in tps):
+                return True
+            time.sleep(0.5)
+        return False
+    finally:
+        consumer.close()
+
+
+def table_from_changelog(settings: Settings, changelog: str) -> dict[str, Any]:
+    """A Faust table as its changelog rebuilds it: the last value of each key, tombstones deleting."""
+    table: dict[str, Any] = {}
+    for record in read_all(settings, changelog):
+        key = json.loads(record.key)
+        if record.value is None:
+            table.pop(key, None)
+        else:
+            table[key] = json.loads(record.value)
+    return table
 
 
 def event_id_of(raw: bytes) -> str | None:
