@@ -56,8 +56,11 @@ def test_no_pupil_reference_leaves_the_worker_on_any_channel(broker: EmbeddedBro
         event_dict(event_id="leak-2", pupil_refs=["PUPLEAK000002"], extra_field="PUPLEAK000002"),
         event_dict(event_id="leak-3", pupil_refs=["PUPLEAK000003"], occurred_at="2999-01-01T00:00:00+00:00"),
         event_dict(event_id="leak-4", pupil_refs="PUPLEAK000004"),
+        # Field names are input too: unknown fields named with a reference, at the top and nested.
+        event_dict(event_id="leak-5", pupil_refs=["PUPLEAK000005"], PUPLEAK000005=1),
+        {**event_dict(event_id="leak-6"), "recipient": {"org_id": "org-x", "org_type": "police", "PUPLEAK000006": 1}},
     ]
-    bad_refs = {"PUPLEAK000001", "PUPLEAK000002", "PUPLEAK000003", "PUPLEAK000004"}
+    bad_refs = {f"PUPLEAK00000{n}" for n in range(1, 7)}
     log_file = tmp_path / "worker.log"
     worker = WorkerProcess(settings, log_file=log_file).start()
     t = settings.topics

@@ -19,7 +19,7 @@ def test_event_round_trips_through_json() -> None:
 @pytest.mark.parametrize(
     ("overrides", "loc"),
     [
-        ({"recod_count": 5}, "recod_count"),
+        ({"recod_count": 5}, "$"),  # an unknown field is reported at its parent: its name is input
         ({"occurred_at": "2026-03-10T10:15:00"}, "occurred_at"),
         ({"record_count": "5000"}, "record_count"),
         ({"record_count": 5.0}, "record_count"),
@@ -27,7 +27,7 @@ def test_event_round_trips_through_json() -> None:
         ({"actor": {"country": "gb"}}, "actor.country"),
         ({"actor": {"ip": "999.1.1.1"}}, "actor.ip"),
         ({"recipient": {"org_type": "gang"}}, "recipient.org_type"),
-        ({"recipient": {"extra": 1}}, "recipient.extra"),
+        ({"recipient": {"extra": 1}}, "recipient"),
         ({"fields": ["upn", "upn"]}, "fields"),
         ({"channel": "fax"}, "channel"),
         ({"pupil_refs": ["P"] * 10_001}, "pupil_refs"),
@@ -47,6 +47,40 @@ def test_validation_issues_never_echo_the_input() -> None:
         AccessEvent.model_validate_json(json.dumps(event_dict(pupil_refs=[secret + " bad"], record_count=secret)))
     rendered = json.dumps([i.model_dump() for i in issues_from_validation_error(info.value)])
     assert secret not in rendered
+
+
+@pytest.mark.parametrize(
+    ("where", "loc"),
+    [("top", "$"), ("recipient", "recipient"), ("actor", "actor")],
+)
+def test_an_unknown_field_named_with_a_pupil_reference_is_reported_without_its_name(where: str, loc: str) -> None:
+    name = "A123456789012"  # shaped like a UPN
+    doc = event_dict()
+    target = doc if where == "top" else doc[where]
+    assert isinstance(target, dict)
+    target[name] = 1
+    with pytest.raises(ValidationError) as info:
+        AccessEvent.model_validate_json(json.dumps(doc))
+    issues = issues_from_validation_error(info.value)
+    assert [(loc, "extra_forbidden")] == [(i.loc, i.type) for i in issues]
+    assert name not in json.dumps([i.model_dump() for i in issues])
+    assert f"{len(name)} characters" in issues[0].message
+
+
+def test_an_unknown_field_close_to_a_contract_field_is_named_as_that_field() -> None:
+    with pytest.raises(ValidationError) as info:
+        AccessEvent.model_validate_json(json.dumps(event_dict(recod_count=5)))
+    [issue] = issues_from_validation_error(info.value)
+    assert "did you mean 'record_count'?" in issue.message
+    assert "recod_count" not in issue.message + issue.loc
+
+
+def test_a_location_names_only_contract_fields() -> None:
+    from schemas.errors import loc_to_path
+
+    assert "recipient.org_id" == loc_to_path(("recipient", "org_id"))
+    assert "fields[3]" == loc_to_path(("fields", 3))
+    assert "recipient.<13 chars>" == loc_to_path(("recipient", "A123456789012"))
 
 
 def test_agreement_period_must_not_end_before_it_starts() -> None:
