@@ -36,6 +36,32 @@ def _run(engine: Engine, events: list[AccessEvent], agreement: Agreement | None,
 # --- WindowState --------------------------------------------------------------------------------------
 
 
+def test_an_event_applied_again_at_its_source_position_counts_once() -> None:
+    # After a crash the worker processes again the events since its last commit; the entries that have
+    # already applied one (their recorded position is at or after it) leave it out.
+    from rules._windowed import observe, parse_window
+    from rules._yaml import YamlMap
+    from rules.catalogue import load_catalogue
+
+    domains = load_catalogue().domains()
+    problems: list[str] = []
+    block = YamlMap(kind="sliding", size="30d", per="recipient", measure="count", threshold=100)
+    block.line, block.key_lines, block.value_marks = 1, {}, {}
+    spec = parse_window(block, domains, lambda line, msg: problems.append(msg), 1)
+    assert spec is not None, problems
+    state = WindowState({}, partition=3)
+    t = T0.timestamp()
+    for offset, again in [(10, False), (11, False), (10, True), (11, True), (12, False)]:
+        state.at = (3, offset, 0)
+        assert state.seen("k") is again
+        observe(spec, state, "k", t + offset, f"e{offset}", None, 100)
+    assert 3 == len(state.get("k")["t"])
+    assert {"3": [12, 0]} == state.backing["k"]["s"]
+    state.at = None  # offline (`gatewatch check`): no positions, every call counts
+    observe(spec, state, "k", t + 13, "e13", None, 100)
+    assert 4 == len(state.get("k")["t"])
+
+
 def test_entries_expire_once_event_time_passes_expiry_plus_lateness() -> None:
     state = WindowState({}, lateness=dt.timedelta(days=7))
     state.put("a", {"n": 1}, expires_at=10 * DAY)

@@ -105,3 +105,36 @@ def test_tansu_holds_a_fetch_for_its_whole_wait_so_local_mode_shortens_the_worke
         return made[0]._fetch_max_wait_ms, made[1]._fetch_max_wait_ms
 
     assert asyncio.run(waits()) == (LOCAL_FETCH_WAIT_MS, 1500)
+
+
+def test_the_probe_finds_the_end_of_a_last_batch_larger_than_one_poll(broker: EmbeddedBroker) -> None:
+    # kafka-python returns at most 500 records a poll; the worker's outbox writes batches of thousands.
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    from streams.endoffsets import probe_end_offsets
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic("quirk-big-batch", 1, 1)])
+    admin.close()
+
+    async def one_batch() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, max_batch_size=1 << 20)
+        await producer.start()
+        try:
+            batch = producer.create_batch()
+            for i in range(1200):
+                assert batch.append(key=None, value=f"{i}".encode(), timestamp=None) is not None
+            await (await producer.send_batch(batch, "quirk-big-batch", partition=0))
+        finally:
+            await producer.stop()
+
+    asyncio.run(one_batch())
+    tp = TopicPartition("quirk-big-batch", 0)
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    try:
+        consumer.assign([tp])
+        assert {tp: 1200} == probe_end_offsets(consumer, consumer.end_offsets([tp]))
+    finally:
+        consumer.close()
