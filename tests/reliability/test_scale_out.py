@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import murmur2
 
+from streams.audit import verify_topic
 from streams.broker import EmbeddedBroker, free_port
 from streams.kafka import ensure_topics
 from streams.publisher import Publisher
@@ -100,6 +101,8 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over_with_windo
             w.stop()
     decisions = accounts.decisions
     missing = ids - accounts.accounted()
+    reports = verify_topic(settings)
+    breaks = [(r.partition, b.offset, b.kind, b.detail) for r in reports for b in r.breaks]
     report(
         request,
         events=len(ids),
@@ -110,10 +113,14 @@ def test_two_workers_split_the_partitions_and_the_survivor_takes_over_with_windo
         survivor_partitions_after=sorted(taken),
         takeover_seconds=round(takeover, 1),
         duplicate_decisions=accounts.duplicates(),
+        ledger_breaks=breaks[:10],
     )
     assert all(worked.values()), f"each worker processed some partitions: {worked}"
     assert not missing, f"{len(missing)} events undecided, e.g. {sorted(missing)[:5]}"
     assert cap_partition in taken
+    # A take-over behaves as a restart: what the dead worker wrote is not written again, the chain goes on.
+    assert 0 == accounts.duplicates()
+    assert [] == breaks
     assert decisions["cap-3"] >= 1
     cap_alerts = [a for a in accounts.alerts if a["category"] == "volume_cap_exceeded" and "cap-3" in a["event_ids"]]
     assert cap_alerts, "cap-3 brings March to 12,000 of 10,000 only if the 8,000 from before the kill survived"
