@@ -63,10 +63,14 @@ def position_of(doc: Mapping[str, Any], topic: str, partition: int) -> Position 
     return offset, index if isinstance(index, int) else 0
 
 
+def _later(a: Position | None, b: Position | None) -> Position | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
 async def _scan_back(
     consumer: Any, tp: Any, reported_end: int, wanted: Callable[[dict[str, Any]], bool], timeout: float
 ) -> None:
-    """Offer the partition's records to `wanted`, the newest chunk first, until it returns True.
+    """Offer the partition's records to `wanted`, newest first, a chunk at a time, until it returns True.
 
     `reported_end` may be the last batch's base offset + 1 (Tansu, streams/endoffsets.py): a chunk is
     read until a record at or past (its end - 1) has come, which brings the whole last batch with it.
@@ -84,13 +88,16 @@ async def _scan_back(
                 chunk.extend(records)
         # The first chunk keeps the whole last batch; a later one only what the chunk after it did not offer.
         fresh = [r for r in chunk if r.offset >= start and (stop == reported_end or r.offset < stop)]
-        for record in reversed(fresh):
+        done = False
+        for record in reversed(fresh):  # the whole chunk, even after a match: see read_written
             try:
                 doc = orjson.loads(record.value) if record.value else None
             except orjson.JSONDecodeError:
                 continue
             if isinstance(doc, dict) and wanted(doc):
-                return
+                done = True
+        if done:
+            return
         stop = start
 
 
@@ -125,12 +132,13 @@ async def read_written(
                     seq, digest = link.get("seq"), link.get("hash")
                     if isinstance(seq, int) and isinstance(digest, str):
                         written.ledger = LedgerState(seq=seq + 1, last_hash=digest)
-                if written.decided is None:
-                    written.decided = position_of(doc, access, p)
+                # The highest position in the chunk, not the last record's: `gatewatch replay --publish`
+                # may have appended decisions of older events behind the worker's.
+                written.decided = _later(written.decided, position_of(doc, access, p))
                 return written.decided is not None and written.ledger.seq > 0
 
             def dead(doc: dict[str, Any], written: Written = written, p: int = p) -> bool:
-                written.dead = position_of(doc, access, p)
+                written.dead = _later(written.dead, position_of(doc, access, p))
                 return written.dead is not None
 
             for topic, found in ((decisions, decision), (deadletter, dead)):

@@ -9,8 +9,10 @@ one changelog record per dirty key (a tombstone if it was deleted) to a sink, th
 Safety rests on one rule: every dirty key is flushed before offsets are committed. `install_commit_hook`
 makes Faust's consumer call the app's write-behind flushes just before it flushes its producer and
 commits, so a committed offset never runs ahead of the state its events produced; after a crash,
-events since the last commit are processed again (at-least-once, as before). Dirty keys of a revoked
-partition are flushed by the commit Faust makes on revocation; `discard` then forgets what is left.
+events since the last commit are processed again, and the window entries skip those they have already
+applied (rules/windows.py). The worker sends the flushed records only after the outputs of the events
+they cover are acknowledged (streams/app.py). On revocation the worker flushes every dirty key itself
+before the partitions go; `discard` then forgets what is left.
 """
 
 # ruff: noqa: SLF001 - the commit hook has to reach into Faust's consumer
