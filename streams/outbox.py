@@ -59,6 +59,7 @@ class Outbox:
         self._on_delivered = on_delivered
         self._open: dict[tuple[str, int], Any] = {}  # (topic, partition) -> BatchBuilder being filled
         self._full: list[tuple[str, int, Any]] = []  # builders that filled up, in order
+        self._held: list[tuple[str, int, Any]] = []  # last-topic builders waiting for the others, in order
         self._first_at: float | None = None
         self._partitions: dict[str, int] = {}
         self._lock = asyncio.Lock()
@@ -66,7 +67,7 @@ class Outbox:
 
     @property
     def pending(self) -> bool:
-        return self._first_at is not None or self._grouped_at is not None
+        return self._first_at is not None or self._grouped_at is not None or bool(self._held)
 
     def due(self) -> bool:
         """True once the oldest record has waited `linger` (grouped items: `group_linger`) or a builder is full."""
@@ -157,20 +158,20 @@ class Outbox:
             # Items not wrapped yet may be those of the last records queued so far (an event's decision is
             # queued after its other outputs): then the last records wait for them.
             unwrapped = self._grouped_at is not None
-            batches = self._full + [(topic, partition, b) for (topic, partition), b in self._open.items()]
-            self._full, self._open, self._first_at = [], {}, None
+            batches = self._held + self._full + [(topic, partition, b) for (topic, partition), b in self._open.items()]
+            self._held, self._full, self._open, self._first_at = [], [], {}, None
             first = [b for b in batches if b[0] not in self.last_topics]
             last = [b for b in batches if b[0] in self.last_topics]
             producer = self._producer()
             futures = [await self._submit(producer, batch) for batch in first]
-            if last and unwrapped:
+            if last and unwrapped:  # due again when the items are
                 self._hold(last)
                 return len(first)
             if last and futures:
                 # Done futures only: a failed send is recorded by on_delivered and stops the next commit.
                 await asyncio.wait(futures)
                 if any(not f.cancelled() and f.exception() is not None for f in futures):
-                    self._hold(last)
+                    self._hold(last)  # (the failure also stops the next commit)
                     return len(first)
             for batch in last:
                 await self._submit(producer, batch)
@@ -184,7 +185,5 @@ class Outbox:
         return fut
 
     def _hold(self, batches: list[tuple[str, int, Any]]) -> None:
-        """Queue unsent builders again, ahead of anything added meanwhile (so each partition keeps its order)."""
-        self._full = batches + self._full
-        if self._first_at is None:
-            self._first_at = time.monotonic()
+        """Keep unsent builders for the next send, ahead of anything added meanwhile (order per partition)."""
+        self._held = batches + self._held
