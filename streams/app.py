@@ -35,6 +35,7 @@ from streams._faust_fix import keep_messages_across_rebalance
 from streams.endoffsets import patch_faust_recovery, probe_end_offsets_async
 from streams.kafka import aiokafka_config, faust_broker_options
 from streams.metrics import Metrics
+from streams.offline import lateness_of, pupil_key_of
 from streams.outbox import Outbox
 from streams.processing import AgreementCache, Outcome, Processor, make_dead_letter
 from streams.reload import ServingPack
@@ -157,7 +158,7 @@ def build_worker_app(
     engine: Engine | None = None,
     registry: CollectorRegistry | None = None,
 ) -> WorkerApp:
-    key = settings.pupil_hmac_key.get_secret_value().encode() if settings.pupil_hmac_key else None
+    key = pupil_key_of(settings)  # the same key as `check` and `replay` (streams/offline.py)
     if key is None:
         log.warning("pupil_hmac_key_unset", hint="set GATEWATCH_PUPIL_HMAC_KEY in production")
     engine = engine or load_engine(settings.rule_pack_dir, pupil_key=key)
@@ -214,7 +215,7 @@ def build_worker_app(
     # Windowed state in event time. Keys start with the recipient org id, the access topic's key, so
     # each entry lives in the partition of the events that update it; changelogs make it survive
     # restarts and WindowState expires it once event time has moved past the window.
-    lateness = dt.timedelta(days=settings.window_lateness_days)
+    lateness = lateness_of(settings)
     windows = app.Table("windows", partitions=settings.partitions, default=None)
     window_writes = WriteBehind(windows, outbox.put)  # changelog records once per key per commit
     recipient_states = PartitionStates(window_writes, lateness)

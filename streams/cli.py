@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -72,18 +73,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from rules import load_engine
-    from streams.check import check_lines
+    from streams.check import check_outcomes
+    from streams.offline import engine_for, lateness_of
     from streams.register_file import load_agreements_file
 
-    engine = load_engine(args.rules)
+    settings = _settings(args)  # the worker's pupil key, lateness and pack: the same alert ids as live
+    engine = engine_for(settings)
     agreements = load_agreements_file(args.agreements) if args.agreements else []
     worst = 0
-    with open(args.events, "rb") as lines:
-        for decision in check_lines(lines, engine, agreements, source=str(args.events)):
+    with open(args.events, "rb") as lines, contextlib.ExitStack() as stack:
+        alerts_out = stack.enter_context(open(args.alerts, "w", encoding="utf-8")) if args.alerts else None
+        outcomes = check_outcomes(lines, engine, agreements, source=str(args.events), lateness=lateness_of(settings))
+        for decision, alerts in outcomes:
             sys.stdout.write(decision.model_dump_json(exclude_none=True) + "\n")
             if decision.verdict.value != "compliant":
                 worst = 1
+            if alerts_out is not None:
+                alerts_out.writelines(alert.model_dump_json() + "\n" for alert in alerts)
     sys.stdout.flush()
     return worst
 
@@ -91,8 +97,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     import structlog
 
-    from rules import load_engine
     from streams.logs import configure_logging
+    from streams.offline import engine_for, lateness_of
     from streams.replay import (
         DecisionPublisher,
         FileSource,
@@ -105,9 +111,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     since, until = parse_time(args.since), parse_time(args.until)
     from_offsets, to_offsets = parse_offsets(args.from_offset), parse_offsets(args.to_offset)
-    engine = load_engine(args.rules)
-    compare = load_engine(args.compare) if args.compare else None
-    settings = _settings(args) if (args.file is None or args.publish) else None
+    # The worker's pupil key, lateness and pack: a replay gives the live alert ids (streams/offline.py).
+    offline = _settings(args)
+    engine = engine_for(offline)
+    compare = engine_for(offline, args.compare) if args.compare else None
+    settings = offline if (args.file is None or args.publish) else None
     if settings is not None:
         configure_logging("warning" if args.json else settings.log_level)
     needs_kafka = args.file is None or args.publish
@@ -149,6 +157,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             until=filter_until,
             source=source,
             sink=sink,
+            lateness=lateness_of(offline),
         )
     finally:
         if isinstance(records, TopicSource):
@@ -319,10 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path)
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("check", help="evaluate a JSONL file of events offline; one decision per line")
-    p.add_argument("events", type=Path)
+    p = sub.add_parser(
+        "check",
+        help="evaluate a JSONL file of events offline; one decision per line (alerts with --alerts)",
+        description="Evaluate a JSONL file of events offline, in file order, with the worker's settings "
+        "(GATEWATCH_PUPIL_HMAC_KEY, GATEWATCH_WINDOW_LATENESS_DAYS, GATEWATCH_RULE_PACK_DIR), so alert ids "
+        "equal the live ones. Exit 0 if every line is compliant, 1 otherwise, 2 on a usage error.",
+    )
+    p.add_argument("events", type=Path, metavar="EVENTS.jsonl", help="events, one JSON object per line")
     p.add_argument("--agreements", type=Path, help="YAML or JSON list of Agreement v1 objects")
-    p.add_argument("--rules", type=Path)
+    p.add_argument("--rules", type=Path, metavar="DIR", help="rule pack directory (default: GATEWATCH_RULE_PACK_DIR)")
+    p.add_argument(
+        "--alerts",
+        type=Path,
+        metavar="FILE",
+        help="also write the alerts, one Alert JSON per line as on the alerts topic (ids as live; publishes nothing)",
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
@@ -336,7 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to-offset", metavar="N|P:N,...", help="offset to stop at (exclusive), per partition")
     p.add_argument("--since", metavar="ISO8601", help="start time (inclusive; no offset given = UTC)")
     p.add_argument("--until", metavar="ISO8601", help="end time (exclusive)")
-    p.add_argument("--rules", type=Path, metavar="DIR", help="rule pack A (default: the bundled NPD pack)")
+    p.add_argument(
+        "--rules", type=Path, metavar="DIR", help="rule pack A (default: GATEWATCH_RULE_PACK_DIR or the bundled pack)"
+    )
     p.add_argument("--compare", type=Path, metavar="DIR", help="rule pack B: show per rule what fires differently")
     p.add_argument(
         "--agreements",

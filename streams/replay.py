@@ -27,6 +27,7 @@ import structlog
 from pydantic import ValidationError
 
 from rules import Engine, WindowState
+from rules.windows import DEFAULT_LATENESS
 from schemas import AccessEvent, AccessEventBatch, Agreement, Alert, Decision, MessageRef
 from streams.exceptions import BrokerError, GatewatchStreamsError
 from streams.gctuning import tuned_gc
@@ -274,11 +275,12 @@ def _decode(raw: bytes) -> list[AccessEvent] | None:
 class _Pass:
     """One pack's evaluation state over a replay: windows per partition, one shared pupil window state."""
 
-    def __init__(self, engine: Engine, agreements: Mapping[str, Agreement]) -> None:
+    def __init__(self, engine: Engine, agreements: Mapping[str, Agreement], lateness: dt.timedelta) -> None:
         self.engine = engine
         self.agreements = agreements
+        self.lateness = lateness
         self.states: dict[int, WindowState] = {}
-        self.pupil_state = WindowState({})
+        self.pupil_state = WindowState({}, lateness=lateness)
         self.alert_ids: set[str] = set()
 
     def run(
@@ -286,7 +288,7 @@ class _Pass:
     ) -> tuple[Decision, list[Alert]]:
         state = self.states.get(partition)
         if state is None:
-            state = self.states[partition] = WindowState({}, partition=partition)
+            state = self.states[partition] = WindowState({}, partition=partition, lateness=self.lateness)
         t = event.occurred_at.timestamp()
         state.advance(t)
         self.pupil_state.advance(t)
@@ -375,12 +377,14 @@ def replay_events(
     until: dt.datetime | None = None,
     source: str = "records",
     sink: ResultSink | None = None,
+    lateness: dt.timedelta = DEFAULT_LATENESS,
 ) -> ReplayReport:
     """Evaluate (partition, raw bytes[, offset]) records with `engine` (and `compare`); the per-rule report.
 
     Each partition's events are evaluated in the order given; partitions are interleaved by event time
     (a merge that never reorders a partition), so the shared per-pupil windows see time move forward as
     the live re-partitioned agent does. `since`/`until` (inclusive/exclusive) filter on occurred_at.
+    `lateness` and the engines' pupil key should be the worker's (streams/offline.py) for live alert ids.
     A `RecordSource` (a topic, a file) is read as the merge goes; any other iterable is taken whole.
     """
     started = time.perf_counter()
@@ -395,8 +399,8 @@ def replay_events(
     merged = _Merge(
         records if isinstance(records, RecordSource) else _AllAtOnce(records), report, source.removeprefix("topic:")
     )
-    pass_a = _Pass(engine, register)
-    pass_b = _Pass(compare, register) if compare is not None else None
+    pass_a = _Pass(engine, register, lateness)
+    pass_b = _Pass(compare, register, lateness) if compare is not None else None
     lo = since.timestamp() if since is not None else None
     hi = until.timestamp() if until is not None else None
     now = dt.datetime.now(dt.UTC)
