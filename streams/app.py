@@ -291,6 +291,7 @@ def build_worker_app(
         metrics,
         max_message_bytes=settings.max_message_bytes,
         max_future_skew=dt.timedelta(seconds=settings.max_future_skew_seconds),
+        dead_letter_max_bytes=settings.producer_batch_bytes,  # under the broker's limit, like every batch
     )
 
     async def send_outcome(outcome: Outcome, key: bytes | None, partition: int) -> None:
@@ -351,6 +352,7 @@ def build_worker_app(
                     ref,
                     DeadLetterReason.ENGINE_ERROR,
                     [Issue(loc="$", message=f"evaluation failed: {type(exc).__name__}", type="engine_error")],
+                    max_bytes=settings.producer_batch_bytes,
                 )
                 metrics.dead_letters.labels("access", DeadLetterReason.ENGINE_ERROR.value).inc()
                 await send_outcome(Outcome(dead_letter=dead), msg.key, msg.partition)  # a failure here is fatal
@@ -538,7 +540,9 @@ def build_worker_app(
 
     async def _reject_agreement(value: bytes, key: bytes | None, ref: MessageRef, issues: list[Issue]) -> None:
         metrics.dead_letters.labels("agreements", DeadLetterReason.SCHEMA_VIOLATION.value).inc()
-        dead = make_dead_letter(value, key, ref, DeadLetterReason.SCHEMA_VIOLATION, issues)
+        dead = make_dead_letter(
+            value, key, ref, DeadLetterReason.SCHEMA_VIOLATION, issues, max_bytes=settings.producer_batch_bytes
+        )
         await emit(t.deadletter, key, dead.model_dump_json().encode())
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]  # faust ships no types for timer

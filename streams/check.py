@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from rules import Engine
 from rules.windows import DEFAULT_LATENESS, WindowState
 from schemas import AccessEvent, Agreement, Alert, Decision, Issue, MessageRef
-from streams.processing import classify_invalid
+from streams.processing import classify_invalid, without_bom
 
 __all__ = ["check_lines", "check_outcomes"]
 
@@ -64,7 +64,7 @@ def check_outcomes(
     register = {a.agreement_id: a for a in agreements}
     state, pupil_state = WindowState({}, lateness=lateness), WindowState({}, lateness=lateness)
     for number, line in enumerate(lines, start=1):
-        raw = line.rstrip(b"\r\n")
+        raw = without_bom(line.rstrip(b"\r\n"))  # as the worker does (streams/processing.py)
         ref = MessageRef(topic=f"file:{Path(source).name or '-'}"[:256], partition=0, offset=number - 1)
         now = dt.datetime.now(dt.UTC)
         try:

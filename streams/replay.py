@@ -32,6 +32,7 @@ from schemas import AccessEvent, AccessEventBatch, Agreement, Alert, Decision, M
 from streams.exceptions import BrokerError, GatewatchStreamsError
 from streams.gctuning import tuned_gc
 from streams.kafka import aiokafka_config
+from streams.processing import without_bom
 from streams.settings import Settings
 
 __all__ = [
@@ -248,6 +249,7 @@ def _pack_dict(engine: Engine) -> dict[str, str]:
 
 def _decode(raw: bytes) -> list[AccessEvent] | None:
     """The events of one message (a single event or an AccessEventBatch); None if it is not valid."""
+    raw = without_bom(raw)  # as the worker does (streams/processing.py)
     try:
         if _BATCH_MARKER in raw[:256]:
             return list(AccessEventBatch.model_validate_json(raw).events)
