@@ -128,7 +128,9 @@ class DeadLetter(Contract):
     value_b64: str = Field(description="Original value bytes, base64 (the first bytes only when `truncated`)")
     truncated: bool = Field(default=False, description="True when value_b64 holds only the start of the original")
     value_length: int | None = Field(default=None, ge=0, description="Length in bytes of the whole original value")
-    value_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the whole original")
+    value_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the whole original value"
+    )
     reason: DeadLetterReason
     errors: tuple[Issue, ...] = Field(default=(), max_length=MAX_LIST)
     received_at: AwareDatetime

@@ -61,7 +61,8 @@ def test_an_event_behind_a_byte_order_mark_is_judged_as_without_it(processor: Pr
     raw = json.dumps(event_dict(event_id="bom-1")).encode()
     with_bom = processor.process(UTF8_BOM + raw, None, REF)
     without = processor.process(raw, None, REF)
-    assert with_bom.decision is not None and without.decision is not None
+    assert with_bom.decision is not None
+    assert without.decision is not None
     assert ("bom-1", "compliant") == (with_bom.decision.event_id, with_bom.decision.verdict.value)
     assert without.decision == with_bom.decision
 
