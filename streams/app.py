@@ -17,7 +17,7 @@ import functools
 import signal
 import time
 from collections import Counter as TallyCounter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ from streams.reload import ServingPack
 from streams.settings import Settings
 from streams.tables import WriteBehind, install_commit_hook
 from streams.tansu import shorten_fetch_wait
+from streams.timers import TimerGuard
 
 __all__ = ["WorkerApp", "build_worker_app", "faust_worker"]
 
@@ -51,6 +52,8 @@ log = structlog.get_logger("gatewatch.worker")
 COMMIT_PAUSE_INTERVAL = 1.0
 #: How long the first event may wait while the unapplied agreements are read from their topic.
 REGISTER_WAIT_SECONDS = 60.0
+#: How long the lag timer (every 5 s) waits for the partitions' end offsets before it gives up the tick.
+LAG_QUERY_TIMEOUT = 4.0
 #: The longest an output record waits in the outbox before it is sent (streams/outbox.py).
 OUTBOX_LINGER_SECONDS = 0.005
 
@@ -138,20 +141,6 @@ def faust_worker(app: faust.App, loglevel: str) -> Any:
     return worker
 
 
-def guarded(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-    """A timer body whose failure is logged, not fatal: an exception in a Faust timer crashes the app
-    (seen when the broker froze and an offsets query timed out)."""
-
-    @functools.wraps(fn)
-    async def run() -> None:
-        try:
-            await fn()
-        except Exception:
-            log.exception("timer_failed", timer=fn.__name__)
-
-    return run
-
-
 def build_worker_app(
     settings: Settings,
     *,
@@ -164,6 +153,7 @@ def build_worker_app(
     engine = engine or load_engine(settings.rule_pack_dir, pupil_key=key)
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry, gateways=engine.catalogue.gateways, purposes=engine.catalogue.purposes)
+    guarded = TimerGuard(metrics.timer_failures)  # a failing timer: one line and a metric (streams/timers.py)
     pack = ServingPack(engine, metrics, pack_dir=settings.rule_pack_dir, pupil_key=key)
 
     track_every_sent_topic()
@@ -434,9 +424,10 @@ def build_worker_app(
     async def refresh_lag() -> None:
         """Lag per assigned access partition: the stalled-partition watchdog alerts on it."""
         tps = [tp for tp in app.consumer.assignment() if tp.topic == t.access]
-        if not tps:
-            return
-        ends = await app.consumer.highwaters(*tps)
+        if not tps or getattr(app.consumer, "_commit_fut", None) is not None:
+            return  # a commit is talking to the broker: the lag waits a tick rather than queue behind it
+        # Bounded below the timer's interval, so one tick never runs into the next or a later commit.
+        ends = await asyncio.wait_for(app.consumer.highwaters(*tps), LAG_QUERY_TIMEOUT)
         for tp in tps:
             position = processed.get(tp.partition)
             if position is None:
