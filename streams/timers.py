@@ -33,7 +33,9 @@ def is_transient(exc: BaseException) -> bool:
 
 def _describe(exc: BaseException) -> str:
     text, kind = str(exc), type(exc).__name__
-    return (text if text.startswith(kind) else f"{kind}: {text}")[:500]  # Kafka errors name themselves
+    if not text or text.startswith(kind):  # Kafka errors name themselves; a timeout may say nothing more
+        return (text or kind)[:500]
+    return f"{kind}: {text}"[:500]
 
 
 class TimerGuard:
