@@ -64,7 +64,14 @@ def when(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return value.strftime(fmt) if value is not None else "-"
 
 
-_WORDS = {"srs": "SRS", "dwp": "DWP", "hmrc": "HMRC", "none": "(none)", "other": "other (not in the catalogue)"}
+_WORDS = {
+    "srs": "SRS",
+    "dwp": "DWP",
+    "hmrc": "HMRC",
+    "none": "(none)",
+    "other": "other (not in the catalogue)",
+    "npd_team": "NPD team",
+}
 
 
 def human(code: str) -> str:

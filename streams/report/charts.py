@@ -42,6 +42,14 @@ def _fmt(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _short(value: float, _pos: object = None) -> str:
+    """Axis ticks: 12M, 350k, 900 (the tables beside each chart give exact numbers)."""
+    for size, suffix in ((1e9, "bn"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:,.3g}{suffix}"
+    return f"{value:,.0f}"
+
+
 def bars(label: str, data: Sequence[tuple[str, int]], *, unit: str = "records", limit: int = 12) -> str:
     """Horizontal bars, largest first (the rest summed as `all others` beyond `limit`), values printed."""
     ranked = sorted(data, key=lambda kv: (-kv[1], kv[0]))
@@ -55,7 +63,8 @@ def bars(label: str, data: Sequence[tuple[str, int]], *, unit: str = "records", 
         drawn = ax.barh(names or ["(none)"], values or [0], color=_BAR)
         ax.bar_label(drawn, labels=[_fmt(v) for v in values or [0]], padding=3, fontsize=8)
         ax.set_xlabel(unit)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: _fmt(x)))
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_short))
         ax.margins(x=0.15)
         return _svg(fig, label)
 
@@ -65,7 +74,7 @@ def stacked_months(
 ) -> str:
     """Columns per month, stacked by series (e.g. severity), with each month's total above it."""
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(7.0, 2.8))
+        fig = Figure(figsize=(6.2, 3.0))
         ax = fig.add_subplot()
         bottom = [0] * len(months)
         for name, values in series.items():
@@ -83,6 +92,7 @@ def stacked_months(
                     textcoords="offset points",
                 )
         ax.set_ylabel("findings")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_short))
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
         ax.legend(frameon=False, fontsize=7, ncols=len(series), loc="upper left", bbox_to_anchor=(0, 1.15))
         ax.margins(y=0.15)
@@ -92,7 +102,7 @@ def stacked_months(
 def months_against_cap(label: str, months: Sequence[str], values: Sequence[int], cap: int | None) -> str:
     """Columns per month with the cap drawn across; months over the cap in red."""
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(7.0, 2.5))
+        fig = Figure(figsize=(6.2, 2.8))
         ax = fig.add_subplot()
         colours = ["#b91c1c" if cap is not None and v > cap else _BAR for v in values]
         drawn = ax.bar(months, values, color=colours, width=0.7)
@@ -108,6 +118,7 @@ def months_against_cap(label: str, months: Sequence[str], values: Sequence[int],
                 color="#b91c1c",
             )
         ax.set_ylabel("persons requested")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_short))
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
         ax.margins(y=0.2)
         return _svg(fig, label)

@@ -27,7 +27,8 @@ _SEVERITIES = [s.value for s in Severity]
 
 
 def _chart(name: str, svg: str, caption: str) -> str:
-    return f'<figure class="chart" data-chart="{name}">{svg}<figcaption>{esc(caption)}</figcaption></figure>'
+    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+    return f'<figure class="chart" data-chart="{name}">{svg}{cap}</figure>'
 
 
 def _tile(value: str, label: str, *, alert: bool = False) -> str:
@@ -67,7 +68,7 @@ def _breakdown(
     rows = [(label(k), num(v), pct(v, total)) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     svg = charts.bars(title, data)
     tab = table([heading, "Records", "Share"], rows, numeric=(1, 2), total=("Total", num(total), pct(total, total)))
-    return f'<h3>{esc(title)}</h3><div class="pair">{_chart(name, svg, title)}{tab}</div>'
+    return f'<h3>{esc(title)}</h3><div class="pair">{_chart(name, svg, "")}{tab}</div>'
 
 
 def _tier(code: str) -> str:
@@ -153,9 +154,10 @@ def _home_office(r: MonthReport) -> str:
         "<section><h2>Home Office requests against the monthly cap</h2>"
         '<p class="note">Persons the Home Office asked about (record count of its requests), by month, against '
         "the cap the rule pack enforces.</p>"
+        + '<div class="pair">'
         + _chart("home-office-vs-cap", svg, "Persons requested per month; the dashed line is the cap")
         + table(["Month", "Persons requested", "Cap", ""], rows, numeric=(1, 2))
-        + "</section>"
+        + "</div></section>"
     )
 
 
@@ -168,7 +170,9 @@ def _findings(r: MonthReport) -> str:
     rows = [(human(c), *(num(by_cat[c].get(s, 0)) for s in _SEVERITIES), num(sum(by_cat[c].values()))) for c in order]
     sev_totals = f.findings_by(2)
     total_row = ("Total", *(num(sev_totals.get(s, 0)) for s in _SEVERITIES), num(sum(sev_totals.values())))
-    cat_svg = charts.bars("Findings by category", [(human(c), sum(by_cat[c].values())) for c in order], unit="findings")
+    cat_svg = charts.bars(
+        "Findings by category", [(human(c), sum(by_cat[c].values())) for c in order], unit="findings", limit=30
+    )
     series = {s: [f.findings_trend.get((m, s), 0) for m in f.trend_months] for s in _SEVERITIES}
     trend_svg = charts.stacked_months("Findings per month by severity", f.trend_months, series, charts.SEVERITY_COLOURS)
     trend_rows = [
@@ -190,11 +194,13 @@ def _findings(r: MonthReport) -> str:
         '<p class="note">A finding is a rule an access event broke; one event can break several. Windowed rules '
         "(volumes, repeated look-ups) count every event over the limit.</p>"
         + '<h3>This month, by category and severity</h3><div class="pair">'
-        + _chart("findings-by-category", cat_svg, "Findings this month by category")
+        + _chart("findings-by-category", cat_svg, "")
         + table(["Category", *sev_heads, "Total"], rows, numeric=range(1, 6), total=total_row)
         + "</div><h3>The last 12 months</h3>"
+        + '<div class="pair">'
         + _chart("findings-trend", trend_svg, "Findings per month, stacked by severity")
         + table(["Month", "Events", *sev_heads, "Findings"], trend_rows, numeric=range(1, 7))
+        + "</div>"
         + "<h3>This month, by rule</h3>"
         + table(["Rule", "Title", "Severity", "Events"], rule_rows, numeric=(3,), raw=(0, 1, 2))
         + "</section>"
