@@ -61,7 +61,9 @@ def simulate(directory: Path, *, start: dt.datetime = START, n: int = EVENTS, se
             partition = zlib.crc32(sim.event.recipient.org_id.encode()) % 4  # one recipient, one partition
             state = states.setdefault(partition, WindowState({}, partition=partition))
             ref = MessageRef(topic="npd.access.v1", partition=partition, offset=offset)
-            outcome = processor.process(raw, sim.event.recipient.org_id.encode(), ref, state=state, pupil_state=pupil_state)
+            outcome = processor.process(
+                raw, sim.event.recipient.org_id.encode(), ref, state=state, pupil_state=pupil_state
+            )
             assert outcome.decision is not None, outcome.dead_letter
             events.append(sim.event)
             decisions.append(outcome.decision)

@@ -70,7 +70,8 @@ def test_home_office_persons_equal_the_worker_metric_and_the_cap_is_the_packs(
     simulated: Simulated, month_report: MonthReport
 ) -> None:
     persons = simulated.registry.get_sample_value("gatewatch_home_office_persons_requested_total")
-    assert persons is not None and persons > 0
+    assert persons is not None
+    assert persons > 0
     assert int(persons) == month_report.figures.home_office_persons["2026-11"]
     assert 1500 == month_report.home_office_cap
 

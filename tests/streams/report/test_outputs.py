@@ -29,9 +29,7 @@ def test_the_commands_write_the_pack_and_the_register(outputs: dict[str, str]) -
     assert ["board-pack-2026-11.html", "register-2026Q4.csv", "register-2026Q4.html"] == sorted(outputs)
 
 
-def test_no_pupil_reference_that_went_in_appears_in_any_output(
-    simulated: Simulated, outputs: dict[str, str]
-) -> None:
+def test_no_pupil_reference_that_went_in_appears_in_any_output(simulated: Simulated, outputs: dict[str, str]) -> None:
     refs = simulated.pupil_refs
     assert len(refs) > 100  # the simulated traffic names pupils: the test has something to find
     leaked = {name: sorted(ref for ref in refs if ref in text) for name, text in outputs.items()}
