@@ -57,7 +57,11 @@ def num(value: int) -> str:
 
 
 def pct(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "-"
+    """A share to one decimal; a share too small to show as 0.1% but not nil reads `<0.1%`, never `0.0%`."""
+    if not whole:
+        return "-"
+    share = 100 * part / whole
+    return "<0.1%" if 0 < share < 0.05 else f"{share:.1f}%"
 
 
 def when(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -71,6 +75,7 @@ _WORDS = {
     "none": "(none)",
     "other": "other (not in the catalogue)",
     "npd_team": "NPD team",
+    "home_office": "Home Office",
 }
 
 
@@ -107,10 +112,10 @@ def table(
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def page(title: str, body: str) -> str:
+def page(title: str, body: str, *, extra_css: str = "") -> str:
     """A self-contained page: inline style, no script, nothing fetched when it is opened or printed."""
     return (
         '<!DOCTYPE html>\n<html lang="en-GB"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+        f"<title>{esc(title)}</title><style>{_CSS}{extra_css}</style></head>\n<body>\n{body}\n</body></html>\n"
     )

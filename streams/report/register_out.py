@@ -12,6 +12,14 @@ from streams.report.periods import UK
 
 __all__ = ["COLUMNS", "register_rows", "render_register_csv", "render_register_html"]
 
+#: The register is a wide table: the whole window on screen, landscape A4 on paper, dates on one line.
+_WIDE = """
+body { max-width: none; }
+table { font-size: 8.5pt; }
+td:nth-child(7), td:nth-child(8) { white-space: nowrap; }
+@page { size: A4 landscape; margin: 10mm; }
+"""
+
 #: The published register's columns, then the findings Gatewatch raised against each row.
 COLUMNS = (
     "recipient",
@@ -95,8 +103,8 @@ def render_register_html(report: RegisterReport) -> str:
         (
             f"{r['recipient']} ({human(r['recipient_type'])})",
             r["agreement"],
-            r["legal_gateway"],
-            r["purpose"],
+            "; ".join(human(g) if g in ("none", "other") else g for g in r["legal_gateway"].split("; ") if g),
+            "; ".join(human(p) for p in r["purpose"].split("; ") if p),
             r["datasets"],
             r["highest_data_tier"],
             r["first_share"],
@@ -104,7 +112,7 @@ def render_register_html(report: RegisterReport) -> str:
             num(int(r["shares"])),
             num(int(r["records"])),
             r["route"],
-            r["findings"] or "none",
+            "; ".join(human(f) for f in r["findings"].split("; ") if f) or "none",
         )
         for r in rows
     ]
@@ -122,4 +130,4 @@ def render_register_html(report: RegisterReport) -> str:
         f"Read from {esc(report.source)}.</p>"
         "<footer>Gatewatch · no pupil is named or referenced in this register.</footer>"
     )
-    return page(title, body)
+    return page(title, body, extra_css=_WIDE)
