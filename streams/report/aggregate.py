@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rules.catalogue import Catalogue
 from schemas import AccessEvent, Decision, OrgType
@@ -94,13 +94,37 @@ class PackUse:
     last: dt.datetime | None = None
 
 
+#: Distinct names (or types) kept per recipient: enough for honest variation, bounded against a hostile producer.
+_MAX_VARIANTS = 16
+
+
+def _tally(counter: Counter[Any], value: Any) -> None:
+    if value in counter or len(counter) < _MAX_VARIANTS:
+        counter[value] += 1
+
+
+def _most_common(counter: Counter[Any]) -> Any:
+    """The value seen most often (ties to the smallest), whatever order the history was read in."""
+    return min(counter.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counter else None
+
+
 @dataclass(slots=True)
 class RecipientTotals:
-    name: str | None
-    recipient_type: str
+    names: Counter[str] = field(default_factory=Counter)
+    types: Counter[str] = field(default_factory=Counter)
     events: int = 0
     records: int = 0
     findings: int = 0
+
+    @property
+    def name(self) -> str | None:
+        name: str | None = _most_common(self.names)
+        return name
+
+    @property
+    def recipient_type(self) -> str:
+        rtype: str | None = _most_common(self.types)
+        return rtype or NONE
 
 
 def _span(first: dt.datetime | None, last: dt.datetime | None, when: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -158,10 +182,10 @@ class MonthFigures:
         org = decision.recipient_org_id or NONE
         totals = self.recipients.get(org)
         if totals is None:
-            name = profile.recipient_name if profile is not None else None
-            totals = self.recipients[org] = RecipientTotals(name, rtype)
-        elif totals.name is None and profile is not None:
-            totals.name = profile.recipient_name
+            totals = self.recipients[org] = RecipientTotals()
+        if profile is not None and profile.recipient_name:
+            _tally(totals.names, profile.recipient_name)
+        _tally(totals.types, rtype)
         totals.events += 1
         totals.records += records
         totals.findings += len(decision.violations)
@@ -221,9 +245,7 @@ class RegisterRow:
 
     agreement_id: str | None
     route: str
-    recipient_org_id: str
-    recipient_name: str | None
-    recipient_type: str
+    recipients: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (org id, type, name or "")
     gateways: set[str] = field(default_factory=set)
     purposes: set[str] = field(default_factory=set)
     datasets: set[str] = field(default_factory=set)
@@ -233,6 +255,12 @@ class RegisterRow:
     shares: int = 0
     records: int = 0
     findings: Counter[str] = field(default_factory=Counter)  # category -> events
+
+    @property
+    def recipient(self) -> tuple[str, str, str]:
+        """(org id, type, name) of the recipient seen most often on the row's shares."""
+        best: tuple[str, str, str] | None = _most_common(self.recipients)
+        return best or (NONE, NONE, "")
 
 
 def _more_sensitive(a: str, b: str) -> str:
@@ -263,16 +291,14 @@ class RegisterFigures:
         key = (decision.agreement_id or "", "" if decision.agreement_id else org, route)
         row = self.rows.get(key)
         if row is None:
-            rtype = decision.recipient_type.value if decision.recipient_type is not None else NONE
-            name = profile.recipient_name if profile is not None else None
-            row = self.rows[key] = RegisterRow(decision.agreement_id, route, org, name, rtype)
+            row = self.rows[key] = RegisterRow(decision.agreement_id, route)
+        rtype = decision.recipient_type.value if decision.recipient_type is not None else NONE
+        _tally(row.recipients, (org, rtype, (profile.recipient_name if profile is not None else None) or ""))
         row.gateways.add(labels.gateway(decision.legal_gateway))
         row.purposes.add(labels.purpose(decision.purpose))
         if profile is not None:
             row.datasets.update(profile.datasets)
             row.highest_tier = _more_sensitive(row.highest_tier, profile.tier)
-            if row.recipient_name is None:
-                row.recipient_name = profile.recipient_name
         else:
             row.highest_tier = _more_sensitive(row.highest_tier, UNKNOWN)
         when = decision.occurred_at or decision.evaluated_at
@@ -285,12 +311,5 @@ class RegisterFigures:
     def sorted_rows(self) -> list[RegisterRow]:
         return sorted(
             self.rows.values(),
-            key=lambda r: (r.agreement_id is None, r.agreement_id or "", r.recipient_org_id, r.route),
+            key=lambda r: (r.agreement_id is None, r.agreement_id or "", r.recipient[0], r.route),
         )
-
-
-def count_by(pairs: Iterable[tuple[str, int]]) -> Counter[str]:
-    out: Counter[str] = Counter()
-    for key, n in pairs:
-        out[key] += n
-    return out

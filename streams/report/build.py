@@ -101,6 +101,8 @@ class MonthReport:
     judged_at: dt.datetime
     agreements: int
     rule_titles: dict[str, str] = field(default_factory=dict)
+    #: Recipient names the register gives, by organisation id (before any name an event carried).
+    recipient_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def overdue_audits(self) -> list[ApprovalFinding]:
@@ -118,7 +120,8 @@ class RegisterReport:
     stats: ReadStats
     source: str
     generated_at: dt.datetime
-    recipient_names: dict[str, str] = field(default_factory=dict)  # agreement id -> recipient named in it
+    #: The register's agreements by id: a row of an agreement it holds names the agreement's recipient.
+    agreements: dict[str, Agreement] = field(default_factory=dict)
 
 
 def build_month(
@@ -154,6 +157,7 @@ def build_month(
         judged_at=judged,
         agreements=len(agreements),
         rule_titles={r.id: r.title for r in engine.rules},
+        recipient_names={a.recipient_org_id: a.recipient_name for a in agreements if a.recipient_name},
     )
 
 
@@ -173,5 +177,5 @@ def build_register(
         figures.add(decision, profile, labels)
 
     stats = read_history(history, period, period, engine.catalogue, consume, progress)
-    names = {a.agreement_id: a.recipient_name for a in agreements if a.recipient_name}
-    return RegisterReport(period, figures, stats, history.description, now or dt.datetime.now(dt.UTC), names)
+    registered = {a.agreement_id: a for a in agreements}
+    return RegisterReport(period, figures, stats, history.description, now or dt.datetime.now(dt.UTC), registered)

@@ -208,10 +208,10 @@ def _findings(r: MonthReport) -> str:
 
 
 def _recipients(r: MonthReport) -> str:
-    rows = [
-        (i, t.name or org, org, human(t.recipient_type), num(t.events), num(t.records), num(t.findings))
-        for i, (org, t) in enumerate(r.figures.top_recipients(10), start=1)
-    ]
+    rows = []
+    for i, (org, t) in enumerate(r.figures.top_recipients(10), start=1):
+        name = r.recipient_names.get(org) or t.name or org
+        rows.append((i, name, org, human(t.recipient_type), num(t.events), num(t.records), num(t.findings)))
     return (
         "<section><h2>Top recipients</h2>"
         + table(

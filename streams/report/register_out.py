@@ -51,14 +51,19 @@ def register_rows(report: RegisterReport) -> list[dict[str, str]]:
     """One dict per register row, keyed by COLUMNS, as text."""
     out = []
     for row in report.figures.sorted_rows():
-        named = report.recipient_names.get(row.agreement_id or "")
+        org, rtype, name = row.recipient
+        agreement = report.agreements.get(row.agreement_id or "")
+        if agreement is not None:  # the register says who the agreement is with, whoever used it
+            org = agreement.recipient_org_id
+            name = agreement.recipient_name or name
+            rtype = agreement.recipient_org_type.value if agreement.recipient_org_type is not None else rtype
         first = row.first.astimezone(UK) if row.first else None
         last = row.last.astimezone(UK) if row.last else None
         out.append(
             {
-                "recipient": named or row.recipient_name or row.recipient_org_id,
-                "recipient_org_id": row.recipient_org_id,
-                "recipient_type": row.recipient_type,
+                "recipient": name or org,
+                "recipient_org_id": org,
+                "recipient_type": rtype,
                 "agreement": row.agreement_id or "(none cited)",
                 "legal_gateway": "; ".join(sorted(row.gateways)),
                 "purpose": "; ".join(sorted(row.purposes)),
