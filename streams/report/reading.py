@@ -25,6 +25,7 @@ from rules.catalogue import Catalogue
 from schemas import AccessEvent, AccessEventBatch, Decision
 from streams.report.aggregate import Profile, profile_of
 from streams.report.periods import UK, Period
+from streams.settings import Settings
 
 __all__ = ["FileHistory", "History", "Progress", "ReadStats", "TopicHistory", "read_history"]
 
@@ -71,10 +72,7 @@ class FileHistory:
 class TopicHistory:
     """The access and decisions topics, read from the start in bulk (no consumer group), as replay reads."""
 
-    def __init__(self, settings: object) -> None:
-        from streams.settings import Settings
-
-        assert isinstance(settings, Settings)
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         t = settings.topics
         self.description = f"topics {t.access} and {t.decisions} on {settings.kafka_bootstrap}"

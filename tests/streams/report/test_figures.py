@@ -160,3 +160,18 @@ def test_unreadable_lines_are_counted_not_fatal(simulated: Simulated, tmp_path: 
     report = build_month(FileHistory(access, decisions), NOVEMBER, simulated.engine, [], now=CLOCK)
     assert (1, 2) == (report.stats.access_unreadable, report.stats.decisions_unreadable)
     assert len(simulated.decisions) == report.stats.decisions_in_window
+
+
+def test_a_long_read_reports_progress_and_the_last_count() -> None:
+    import io
+
+    from streams.report.reading import Progress
+
+    stream = io.StringIO()
+    progress = Progress(stream, interval=3600.0)
+    for n in range(1, 1001):
+        progress.tick("decisions", n)
+    progress.tick("decisions", 1000, final=True)
+    lines = stream.getvalue().splitlines()
+    assert 1 == len(lines)  # quiet between intervals, one line at the end
+    assert lines[0].startswith("report: 1,000 decisions read (")
