@@ -175,3 +175,34 @@ def test_a_long_read_reports_progress_and_the_last_count() -> None:
     lines = stream.getvalue().splitlines()
     assert 1 == len(lines)  # quiet between intervals, one line at the end
     assert lines[0].startswith("report: 1,000 decisions read (")
+
+
+def test_decisions_are_counted_as_they_are_read_never_held(simulated: Simulated) -> None:
+    from collections.abc import Iterator
+
+    from streams.report.reading import read_history
+
+    lines = (simulated.directory / DECISIONS_FILE).read_bytes().splitlines()
+    produced = consumed = 0
+    most_ahead = 0
+
+    class Counting:
+        description = "counting"
+
+        def access(self) -> Iterator[bytes]:
+            return iter((simulated.directory / ACCESS_FILE).read_bytes().splitlines())
+
+        def decisions(self) -> Iterator[bytes]:
+            nonlocal produced
+            for line in lines:
+                produced += 1
+                yield line
+
+    def consume(*_: object) -> None:
+        nonlocal consumed, most_ahead
+        consumed += 1
+        most_ahead = max(most_ahead, produced - consumed)
+
+    stats = read_history(Counting(), NOVEMBER, NOVEMBER, simulated.engine.catalogue, consume)
+    assert (len(lines), len(lines)) == (stats.decisions, consumed)
+    assert 0 == most_ahead  # each decision is counted before the next is read
