@@ -36,9 +36,12 @@ tr.total td { font-weight: 700; border-top: 2px solid var(--ink); }
 .sev-critical { color: #7f1d1d; font-weight: 700; } .sev-high { color: #c2410c; font-weight: 600; }
 code { font-size: 8.5pt; }
 footer { margin-top: 28px; border-top: 1px solid var(--rule); padding-top: 6px; color: var(--muted); font-size: 8pt; }
+@media (max-width: 900px) { .pair { grid-template-columns: 1fr; } .tiles { grid-template-columns: repeat(2, 1fr); } }
 @page { size: A4; margin: 14mm 12mm; }
 @media print {
   body { max-width: none; padding: 0; font-size: 9.5pt; }
+  .pair { grid-template-columns: 1fr; gap: 4px; }
+  figure.chart svg { max-width: 15cm; }
   h2 { break-after: avoid; page-break-after: avoid; }
   section { break-inside: auto; }
   figure.chart, table, .tiles, .pair { break-inside: avoid; page-break-inside: avoid; }

@@ -167,6 +167,7 @@ def _findings(r: MonthReport) -> str:
     for (_, category, severity), n in f.findings.items():
         by_cat.setdefault(category, Counter())[severity] += n
     order = [c.value for c in Category if c.value in by_cat] + sorted(set(by_cat) - {c.value for c in Category})
+    order.sort(key=lambda c: -sum(by_cat[c].values()))  # as the chart: most findings first (stable on ties)
     rows = [(human(c), *(num(by_cat[c].get(s, 0)) for s in _SEVERITIES), num(sum(by_cat[c].values()))) for c in order]
     sev_totals = f.findings_by(2)
     total_row = ("Total", *(num(sev_totals.get(s, 0)) for s in _SEVERITIES), num(sum(sev_totals.values())))
