@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rules.catalogue import Catalogue
-from schemas import AccessEvent, Decision, OrgType
+from schemas import AccessEvent, Category, Decision, OrgType
 
 __all__ = [
     "NONE",
@@ -151,6 +151,8 @@ class MonthFigures:
     recipients: dict[str, RecipientTotals] = field(default_factory=dict)
     packs: dict[tuple[str, str, str], PackUse] = field(default_factory=dict)
     missing_events: int = 0  # decisions of the month whose access event was not in the history read
+    #: (agreement, rule) -> events: governance findings on the month's shares, i.e. against their approval.
+    approval_gaps: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def add_trend(self, month: str, decision: Decision) -> None:
         """A decision of any trend month (the report month included): findings and Home Office requests."""
@@ -179,6 +181,8 @@ class MonthFigures:
             self.records_by_channel[(channel, tier, special)] += records
         for v in decision.violations:
             self.findings[(v.rule_id, v.category.value, v.severity.value)] += 1
+            if v.category is Category.GOVERNANCE_GAP and decision.agreement_id:
+                self.approval_gaps[(decision.agreement_id, v.rule_id)] += 1
         org = decision.recipient_org_id or NONE
         totals = self.recipients.get(org)
         if totals is None:

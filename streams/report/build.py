@@ -103,6 +103,8 @@ class MonthReport:
     rule_titles: dict[str, str] = field(default_factory=dict)
     #: Recipient names the register gives, by organisation id (before any name an event carried).
     recipient_names: dict[str, str] = field(default_factory=dict)
+    #: Agreement id -> recipient named in the register, for the agreements the month's findings name.
+    agreement_recipients: dict[str, str] = field(default_factory=dict)
 
     @property
     def overdue_audits(self) -> list[ApprovalFinding]:
@@ -158,6 +160,7 @@ def build_month(
         agreements=len(agreements),
         rule_titles={r.id: r.title for r in engine.rules},
         recipient_names={a.recipient_org_id: a.recipient_name for a in agreements if a.recipient_name},
+        agreement_recipients={a.agreement_id: a.recipient_name or a.recipient_org_id for a in agreements},
     )
 
 

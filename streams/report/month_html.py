@@ -238,11 +238,25 @@ def _approval_rows(findings: list[ApprovalFinding]) -> list[tuple[str, ...]]:
 
 def _approvals(r: MonthReport) -> str:
     heads = ["Agreement", "Recipient", "Approved by", "Status", "Finding", "Severity"]
+    gap_rows = [
+        (
+            agreement,
+            r.agreement_recipients.get(agreement, "(not in the register)"),
+            rule,
+            r.rule_titles.get(rule, ""),
+            num(n),
+        )
+        for (agreement, rule), n in sorted(r.figures.approval_gaps.items())
+    ]
     return (
         "<section><h2>Approvals with findings</h2>"
         f'<p class="note">The {num(r.agreements)} agreements of the register as read when this pack was made, judged '
         f"by the rule pack's agreement rules as at {when(r.judged_at, '%d %B %Y')}.</p>"
         + table(heads, _approval_rows(r.approvals), raw=(5,))
+        + "<h3>Governance findings on this month's shares</h3>"
+        + '<p class="note">Shares made under an approval that lacks what the data needs (a DPIA, an ethics '
+        "review, the panel's approval, a current audit), by agreement.</p>"
+        + table(["Agreement", "Recipient", "Rule", "Finding", "Events"], gap_rows, numeric=(4,))
         + "<h3>Overdue recipient audits</h3>"
         + table(heads, _approval_rows(r.overdue_audits), raw=(5,))
         + "<h3>Destruction not confirmed after the agreement ended</h3>"

@@ -206,3 +206,16 @@ def test_decisions_are_counted_as_they_are_read_never_held(simulated: Simulated)
     stats = read_history(Counting(), NOVEMBER, NOVEMBER, simulated.engine.catalogue, consume)
     assert (len(lines), len(lines)) == (stats.decisions, consumed)
     assert 0 == most_ahead  # each decision is counted before the next is read
+
+
+def test_governance_findings_on_shares_are_listed_against_their_approval(
+    simulated: Simulated, month_report: MonthReport
+) -> None:
+    expected: Counter[tuple[str, str]] = Counter(
+        (d.agreement_id, v.rule_id)
+        for d in simulated.decisions
+        for v in d.violations
+        if v.category.value == "governance_gap" and d.agreement_id
+    )
+    assert expected  # the simulation shares under an ungoverned agreement
+    assert dict(expected) == dict(month_report.figures.approval_gaps)
