@@ -100,6 +100,7 @@ class MonthReport:
     generated_at: dt.datetime
     judged_at: dt.datetime
     agreements: int
+    judging_pack: str  # the pack that judged the register for approvals with findings: `npd 1.1.0`
     rule_titles: dict[str, str] = field(default_factory=dict)
     #: Recipient names the register gives, by organisation id (before any name an event carried).
     recipient_names: dict[str, str] = field(default_factory=dict)
@@ -158,6 +159,7 @@ def build_month(
         generated_at=now,
         judged_at=judged,
         agreements=len(agreements),
+        judging_pack=f"{engine.pack.name} {engine.pack.version}",
         rule_titles={r.id: r.title for r in engine.rules},
         recipient_names={a.recipient_org_id: a.recipient_name for a in agreements if a.recipient_name},
         agreement_recipients={a.agreement_id: a.recipient_name or a.recipient_org_id for a in agreements},

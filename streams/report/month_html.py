@@ -251,7 +251,7 @@ def _approvals(r: MonthReport) -> str:
     return (
         "<section><h2>Approvals with findings</h2>"
         f'<p class="note">The {num(r.agreements)} agreements of the register as read when this pack was made, judged '
-        f"by the rule pack's agreement rules as at {when(r.judged_at, '%d %B %Y')}.</p>"
+        f"by the agreement rules of {esc(r.judging_pack)} as at {when(r.judged_at, '%d %B %Y')}.</p>"
         + table(heads, _approval_rows(r.approvals), raw=(5,))
         + "<h3>Governance findings on this month's shares</h3>"
         + '<p class="note">Shares made under an approval that lacks what the data needs (a DPIA, an ethics '
@@ -283,7 +283,11 @@ def _packs_and_method(r: MonthReport) -> str:
     ]
     return (
         "<section><h2>Rule packs in force</h2>"
-        + table(["Pack", "Version", "sha256", "Decisions", "First used", "Last used"], packs, numeric=(3,))
+        + table(
+            ["Pack", "Version", "sha256", "Decisions", "First decision (UTC)", "Last decision (UTC)"],
+            packs,
+            numeric=(3,),
+        )
         + "<h2>About these figures</h2>"
         + f'<p class="note">Read from {esc(r.source)}. Counts are of access events by event time, in UK time; '
         "each event counted once by its id. No pupil is named or referenced in this pack.</p>"
