@@ -581,6 +581,7 @@ class Engine:
                             "last_seen": event.occurred_at,
                             "count": 1,
                             "pack": decision.pack,
+                            "inhibited_by": (),
                         },
                         _ALERT_FIELDS_SET,
                     )
@@ -667,7 +668,7 @@ _DECISION_TEMPLATE: dict[str, Any] = {
     "violations": (),
     "errors": (),
 }
-_ALERT_FIELDS_SET = frozenset(Alert.model_fields) - {"schema_version"}
+_ALERT_FIELDS_SET = frozenset(Alert.model_fields) - {"schema_version", "inhibited_by"}
 _VIOLATION_FIELDS_SET = frozenset(Violation.model_fields)
 
 
