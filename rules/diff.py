@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from rules._yaml import YamlMap, read_yaml
-from rules.inhibit import inhibition_edges
 from rules.exceptions import ConditionError, RulePackError
+from rules.inhibit import inhibition_edges
 from rules.language import TokenCursor, compile_expression
 from rules.loader import RULES_GLOB, load_pack
 

@@ -12,6 +12,7 @@ condition states its own fact) and `apply_inhibitions` is the one place where no
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ def _suggest(value: str, known: Iterable[str]) -> str:
 
 def _matchers(raw: Any, where: str, known_ids: Sequence[str], bad: Any) -> tuple[Matcher, ...]:
     if not isinstance(raw, list) or not raw:
-        bad(f'{where} must be a non-empty list of matchers such as \'category="prohibited_field"\'')
+        bad(f"{where} must be a non-empty list of matchers such as 'category=\"prohibited_field\"'")
         return ()
     known = {
         "rule_id": tuple(known_ids),
@@ -108,11 +109,12 @@ def _matchers(raw: Any, where: str, known_ids: Sequence[str], bad: Any) -> tuple
     for item in raw:
         m = _MATCHER.match(item) if isinstance(item, str) else None
         if m is None:
-            bad(f"{where}: {item!r} is not a matcher; write label=\"value\" (or !=, =~, !~)")
+            bad(f'{where}: {item!r} is not a matcher; write label="value" (or !=, =~, !~)')
             continue
         label, op, value = m[1], m[2], m[3] if m[3] is not None else m[4]
         if label not in MATCHER_LABELS:
-            bad(f"{where}: unknown label '{label}'{_suggest(label, MATCHER_LABELS)}; known: {', '.join(MATCHER_LABELS)}")
+            known_labels = ", ".join(MATCHER_LABELS)
+            bad(f"{where}: unknown label '{label}'{_suggest(label, MATCHER_LABELS)}; known: {known_labels}")
             continue
         if op in ("=~", "!~"):
             try:
@@ -231,7 +233,7 @@ def parse_inhibitions(
     edges = inhibition_edges(entries, rules)
     cycle = _cycle(edges)
     if cycle is not None:
-        pairs = list(zip(cycle, cycle[1:], strict=False))
+        pairs = list(itertools.pairwise(cycle))
         lines = sorted({inh.line for pair in pairs for inh in edges[pair]})
         where = ", ".join(f"{file}:{n}" for n in lines)
         problems.append(

@@ -1,8 +1,9 @@
 """Rule-pack loading and validation: YAML files in, compiled rules and every problem out.
 
 A pack is a directory with `pack.yaml` (name, version, engine_version, description, and optionally
-the `inhibit:` list of rules/inhibit.py) and one or more `*.rules.yaml` files, each a list of rules. Validators collect problems (`file:line: message`) instead
-of stopping at the first, so `gatewatch rules validate` and the tests see them all at once.
+the `inhibit:` list of rules/inhibit.py) and one or more `*.rules.yaml` files, each a list of rules.
+Validators collect problems (`file:line: message`) instead of stopping at the first, so
+`gatewatch rules validate` and the tests see them all at once.
 """
 
 from __future__ import annotations

@@ -550,7 +550,9 @@ class Simulator:
         """(name, builder, agreements it needs); the multi-event scenario last."""
 
         def one(
-            template: Template, categories: str | tuple[str, ...], change: Callable[[random.Random, dict[str, Any]], None]
+            template: Template,
+            categories: str | tuple[str, ...],
+            change: Callable[[random.Random, dict[str, Any]], None],
         ) -> Scenario:
             expected = frozenset((categories,) if isinstance(categories, str) else categories)
 
@@ -711,7 +713,9 @@ class Simulator:
             ),
             (
                 "nationality_to_home_office",
-                one(ho, ("prohibited_field", "fields_outside_agreement", "match_only_breach"), add_field("nationality")),
+                one(
+                    ho, ("prohibited_field", "fields_outside_agreement", "match_only_breach"), add_field("nationality")
+                ),
                 (HOME_OFFICE,),
             ),
             (
