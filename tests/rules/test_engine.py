@@ -88,7 +88,7 @@ TABLE: list[tuple[str, dict[str, Any], dict[str, Any] | None, set[Category]]] = 
     ("revoked agreement", {}, {"status": "revoked"}, {Category.AGREEMENT_NOT_ACTIVE}),
     ("expired agreement", {}, {"valid_until": "2024-03-04"}, {Category.AGREEMENT_NOT_ACTIVE}),
     ("no gateway", {"legal_gateway": None}, {}, {Category.NO_LEGAL_GATEWAY}),
-    ("unknown gateway", {"legal_gateway": "XYZ"}, {}, {Category.NO_LEGAL_GATEWAY}),
+    ("unknown gateway", {"legal_gateway": "XYZ"}, {}, {Category.NO_LEGAL_GATEWAY, Category.GATEWAY_OUTSIDE_AGREEMENT}),
     (
         "immigration exemption used by police",
         _merge(POLICE, {"legal_gateway": "DPA2018-Sch2-p4", "purpose": "immigration_enforcement"}),
