@@ -8,7 +8,8 @@ where it must fire and one where it must not; missing coverage is reported as a 
 
 Inhibition (pack.yaml `inhibit:`): a case may state `inhibited`, the exact rule ids whose alerts the
 pack inhibits for that event (`[]`: every alert pages), either as a list or as a mapping from each
-inhibited rule id to the rule ids of the alerts that inhibit it. The decision is not affected: `expect`
+inhibited rule id to the rule ids of the alerts that inhibit it; a step of a sequence may state it for
+its (last) event. The decision is not affected: `expect`
 still lists every rule that fired.
 
 Windowed rules, in the spirit of `promtool test rules`: a case with `steps` runs a sequence of timed
@@ -284,6 +285,7 @@ def _run_steps_case(
             continue
         step_alerts: list[Alert] = []
         step_fired: set[str] = set()
+        last_alerts: list[Alert] = []
         for _ in range(repeat):
             n += 1
             data = _plain(_merge(case_event, step.get("event", {})))
@@ -309,6 +311,7 @@ def _run_steps_case(
                     f"step {number}: engine errors: " + "; ".join(e.message for e in result.decision.errors)
                 )
             step_fired = {v.rule_id for v in result.decision.violations}
+            last_alerts = result.alerts
             fired_any |= step_fired
             step_alerts += [a for a in result.alerts if a.rule_id in windowed]
         all_alerts += step_alerts
@@ -322,6 +325,9 @@ def _run_steps_case(
             problems.append(f"{where}: must not fire but did: {', '.join(extra)}")
         if "expect_alerts" in step:
             problems += _check_alerts(step["expect_alerts"], step_alerts, where)
+        if "inhibited" in step:
+            known = {r.id for r in engine.rules}
+            problems += [f"{where}: {p}" for p in _check_inhibited(step["inhibited"], last_alerts, known)]
     if extra := [r for r in _ids(case.get("does_not_fire")) if r in fired_any]:
         problems.append(f"must not fire in any step but did: {', '.join(extra)}")
     if "expect_alerts" in case:
