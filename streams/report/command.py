@@ -6,12 +6,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from schemas import Agreement
 from streams.exceptions import GatewatchStreamsError
-from streams.report.export import ACCESS_FILE, AGREEMENTS_FILE, DECISIONS_FILE
-from streams.report.reading import FileHistory, History, Progress, TopicHistory
+from streams.report._names import ACCESS_FILE, AGREEMENTS_FILE, DECISIONS_FILE
+
+if TYPE_CHECKING:
+    from schemas import Agreement
+    from streams.report.reading import History
 
 __all__ = ["add_arguments", "run"]
 
@@ -38,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _source(args: argparse.Namespace, settings: Any) -> tuple[History, Sequence[Agreement]]:
     from streams.register_file import load_agreements_file
     from streams.replay import read_agreements_topic
+    from streams.report.reading import FileHistory, TopicHistory
 
     agreements = load_agreements_file(args.agreements) if args.agreements else None
     if args.events is not None and args.decisions is None:
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace, settings_of: Callable[[argparse.Namespace], An
     from rules import load_engine
     from streams.report import periods
     from streams.report.build import build_month, build_register
+    from streams.report.reading import Progress
 
     period = periods.month(args.period) if args.report_command == "month" else periods.quarter(args.period)
     engine = load_engine(args.rules)

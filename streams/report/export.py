@@ -12,13 +12,10 @@ from pathlib import Path
 from typing import IO
 
 from schemas import Agreement
+from streams.report._names import ACCESS_FILE, AGREEMENTS_FILE, DECISIONS_FILE
 from streams.settings import Settings
 
 __all__ = ["ACCESS_FILE", "AGREEMENTS_FILE", "DECISIONS_FILE", "ExportCounts", "export_history"]
-
-ACCESS_FILE = "access.jsonl"
-DECISIONS_FILE = "decisions.jsonl"
-AGREEMENTS_FILE = "agreements.json"
 
 
 @dataclass
