@@ -107,3 +107,17 @@ def test_quarters_and_trend_months_cross_year_ends() -> None:
     assert ("2026Q1", "2026-01-01", "2026-04-01") == (q.label, f"{q.start:%Y-%m-%d}", f"{q.end:%Y-%m-%d}")
     trend = periods.months_back(periods.month("2026-02"), 4)
     assert ["2025-11", "2025-12", "2026-01", "2026-02"] == [m.label for m in trend]
+
+
+@pytest.mark.parametrize(
+    ("raw", "line"),
+    [
+        (b'{"a": 1}', b'{"a": 1}'),  # kept byte for byte
+        (b'{\n  "a": 1\n}', b'{"a":1}'),  # one record, one line
+        (b"{not\njson", None),  # cannot be one JSONL line: counted as skipped
+    ],
+)
+def test_an_export_writes_each_record_on_one_line(raw: bytes, line: bytes | None) -> None:
+    from streams.report.export import _line
+
+    assert line == _line(raw)
