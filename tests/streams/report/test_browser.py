@@ -46,6 +46,7 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
                 "--headless",
                 "--no-sandbox",  # tests run as root in CI containers
                 "--disable-gpu",
+                "--disable-dev-shm-usage",  # containers give /dev/shm 64 MB
                 "--disable-quic",
                 "--no-first-run",
                 "--disable-background-networking",
