@@ -521,7 +521,7 @@ def build_worker_app(
                     Issue(
                         loc="agreement_id",
                         type="key_mismatch",
-                        message=f"record key {key!r} differs from agreement_id {agreement.agreement_id!r}",
+                        message="the record key differs from agreement_id",  # never the values
                     )
                 ],
             )
