@@ -11,12 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from streams.exceptions import GatewatchStreamsError
+from streams.exceptions import ConfigError, GatewatchStreamsError
 
 __all__ = ["main"]
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
+    from pydantic import ValidationError
+
     from streams.settings import Settings
 
     values: dict[str, Any] = {}
@@ -31,7 +33,19 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
     if getattr(args, "data_dir", None):
         values["data_dir"] = args.data_dir
     values.update(overrides)
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_settings_problems(exc)) from None
+
+
+def _settings_problems(exc: Any) -> str:
+    """Name each unusable setting by its environment variable and what it must be, never its value (maybe a secret)."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        lines.append(f"GATEWATCH_{field.upper()}: {error['msg']}")
+    return "unusable settings (fix the environment or the option):\n  " + "\n  ".join(lines)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
