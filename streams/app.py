@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from rules import Engine, PupilLookupBatch, WindowState, load_engine
 from schemas import Agreement, Alert, DeadLetterReason, Issue, MessageRef, issues_from_validation_error
 from schemas.ledger import LedgerState, link_json
+from streams._aiokafka_decode_fix import stop_partition_at_undecodable_batch
 from streams._aiokafka_fix import track_every_sent_topic
 from streams._faust_fix import keep_messages_across_rebalance
 from streams.endoffsets import patch_faust_recovery, probe_end_offsets_async
@@ -39,6 +40,7 @@ from streams.outbox import Outbox
 from streams.processing import AgreementCache, Outcome, Processor, make_dead_letter
 from streams.reload import ServingPack
 from streams.settings import Settings
+from streams.stalls import StoppedPartitions
 from streams.tables import WriteBehind, install_commit_hook
 from streams.tansu import shorten_fetch_wait
 
@@ -167,13 +169,18 @@ def build_worker_app(
 
     track_every_sent_topic()
     keep_messages_across_rebalance()
+    t = settings.topics
+    pupil_topic_name = f"{settings.app_id}-pupil-lookups"
+    # A batch the worker cannot decode stops its partition only (the fix's docstring says why and how).
+    roles = {t.access: "access", t.agreements: "agreements", pupil_topic_name: "pupil_lookups"}
+    stopped_partitions = StoppedPartitions(metrics, roles)
+    stop_partition_at_undecodable_batch(stopped_partitions.stop)
     app = faust.App(settings.app_id, **_faust_options(settings))
     if settings.local_mode:
         # Tansu reports a partition's end offset as the last batch's base offset + 1: without the probe,
         # changelog recovery would stop inside the last batch and lose table updates across a restart.
         patch_faust_recovery(app, functools.partial(probe_end_offsets_async, aiokafka_config(settings)))
         shorten_fetch_wait(app)  # Tansu holds every fetch for its full wait (streams/tansu.py)
-    t = settings.topics
 
     def raw_topic(name: str, partitions: int) -> faust.TopicT:
         # Bytes in and out: the agent decodes itself so that bad input can be dead-lettered intact.
@@ -219,7 +226,6 @@ def build_worker_app(
     window_writes = WriteBehind(windows, outbox.put)  # changelog records once per key per commit
     recipient_states = PartitionStates(window_writes, lateness)
     # Cross-recipient rules need all look-ups of one pupil together: re-partition by the pupil's HMAC.
-    pupil_topic_name = f"{settings.app_id}-pupil-lookups"
     pupil_topic = raw_topic(pupil_topic_name, settings.partitions)
     pupil_windows = app.Table("pupil-windows", partitions=settings.partitions, default=None)
     pupil_writes = WriteBehind(pupil_windows, outbox.put)
@@ -481,6 +487,7 @@ def build_worker_app(
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        stopped_partitions.forget((tp.topic, tp.partition) for tp in revoked)
         recipient_states.drop(tp.partition for tp in revoked if tp.topic == t.access)
         for tp in revoked:
             if tp.topic == t.access:

@@ -121,6 +121,14 @@ class Metrics:
             ["partition"],
             registry=registry,
         )
+        self.partition_undecodable = Gauge(
+            "gatewatch_partition_undecodable",
+            "1 while this worker has stopped reading a partition at a record batch it cannot decode "
+            "(topic: access, agreements, pupil_lookups, changelog or other; reason: unsupported_codec, "
+            "corrupt_batch or decode_error); nothing after it is read or committed until a restart",
+            ["topic", "partition", "reason"],
+            registry=registry,
+        )
         self.pack_reloads = Counter(
             "gatewatch_rule_pack_reloads_total",
             "Rule pack reload attempts, by result (ok, failed)",

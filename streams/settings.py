@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         description="Largest record batch the worker produces; keep it under the brokers' and topics' "
         "message size limit (Kafka's default is 1 MiB)",
     )
+    producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        default="none",
+        description="Compression of the record batches the Publisher sends (`gatewatch publish`, `up`): none, "
+        "gzip, snappy, lz4 or zstd; the worker reads all of them, whoever the producer",
+    )
     max_future_skew_seconds: int = Field(
         default=300, ge=0, description="Events dated further in the future than this are dead-lettered"
     )
