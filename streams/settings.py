@@ -74,8 +74,8 @@ class Settings(BaseSettings):
     )
     producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         default="none",
-        description="Compression of the record batches the Publisher sends (`gatewatch publish`, `up`): none, "
-        "gzip, snappy, lz4 or zstd; the worker reads all of them, whoever the producer",
+        description="Codec of the record batches the Publisher sends (`up`, `simulate --publish`, `agreements "
+        "load`, `replay --publish`): none, gzip, snappy, lz4 or zstd. The worker reads every codec, whoever produced",
     )
     max_future_skew_seconds: int = Field(
         default=300, ge=0, description="Events dated further in the future than this are dead-lettered"

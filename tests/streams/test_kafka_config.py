@@ -62,3 +62,16 @@ def test_secrets_never_show_in_the_settings_repr() -> None:
 
 def test_web_endpoints_bind_to_loopback_unless_configured() -> None:
     assert Settings().web_host == "127.0.0.1"
+
+
+def test_producer_compression_is_validated_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("GATEWATCH_PRODUCER_COMPRESSION", "zstd")
+    assert "zstd" == Settings().producer_compression
+    monkeypatch.setenv("GATEWATCH_PRODUCER_COMPRESSION", "brotli")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    message = str(caught.value)
+    assert "producer_compression" in message
+    assert "'none', 'gzip', 'snappy', 'lz4' or 'zstd'" in message
