@@ -244,6 +244,28 @@ def test_a_critical_violation_inhibits_high_ones_of_the_same_agreement_only(aler
     assert {("NPD-SEC-01", "DSA-2020-0042"), ("GatewatchCriticalViolationBackstop", "")} == inhibited
 
 
+def test_an_undecodable_batch_inhibits_the_stalled_page_of_the_same_partition_only(alertmanager: str) -> None:
+    def stalled(instance: str, partition: str) -> dict[str, str]:
+        labels = {"alertname": "GatewatchPartitionStalled", "severity": "critical", "partition": partition}
+        return {"source": "gatewatch-platform", "instance": instance, **labels}
+
+    undecodable = {**stalled("w1:6066", "1"), "alertname": "GatewatchPartitionUndecodable", "topic": "access"}
+    _post_alerts(alertmanager, [undecodable, stalled("w1:6066", "1"), stalled("w1:6066", "2"), stalled("w2:6066", "1")])
+    deadline = time.monotonic() + 10
+    while True:
+        with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts", timeout=5) as response:
+            alerts = json.loads(response.read())
+        inhibited = {
+            (a["labels"]["alertname"], a["labels"]["instance"], a["labels"]["partition"])
+            for a in alerts
+            if a["status"]["inhibitedBy"]
+        }
+        if (len(alerts) == 4 and inhibited) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert {("GatewatchPartitionStalled", "w1:6066", "1")} == inhibited
+
+
 # ---- Grafana -----------------------------------------------------------------------------------------------------
 
 
