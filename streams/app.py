@@ -40,7 +40,7 @@ from streams.outbox import Outbox
 from streams.processing import AgreementCache, Outcome, Processor, make_dead_letter
 from streams.reload import ServingPack
 from streams.settings import Settings
-from streams.stalls import StoppedPartitions
+from streams.stalls import StoppedPartitions, missing_codecs
 from streams.tables import WriteBehind, install_commit_hook
 from streams.tansu import shorten_fetch_wait
 
@@ -174,6 +174,8 @@ def build_worker_app(
     # A batch the worker cannot decode stops its partition only (the fix's docstring says why and how).
     roles = {t.access: "access", t.agreements: "agreements", pupil_topic_name: "pupil_lookups"}
     stopped_partitions = StoppedPartitions(metrics, roles)
+    if missing := missing_codecs():  # an image built without the project's dependencies
+        log.error("codecs_unavailable", codecs=missing, hint="batches in these codecs stop their partitions")
     stop_partition_at_undecodable_batch(stopped_partitions.stop)
     app = faust.App(settings.app_id, **_faust_options(settings))
     if settings.local_mode:

@@ -14,12 +14,20 @@ import structlog
 from streams._aiokafka_decode_fix import reason_of
 from streams.metrics import OTHER, Metrics
 
-__all__ = ["StoppedPartitions"]
+__all__ = ["StoppedPartitions", "missing_codecs"]
 
 log = structlog.get_logger("gatewatch.worker")
 
 #: The longest exception text kept in the log line (codec errors are short; this bounds a pathological one).
 DETAIL_CHARS = 200
+
+
+def missing_codecs() -> list[str]:
+    """Kafka codecs this process cannot decode with aiokafka (the worker's client); [] when all are there."""
+    from aiokafka import codec
+
+    checks = {"snappy": codec.has_snappy, "lz4": codec.has_lz4, "zstd": codec.has_zstd}
+    return [name for name, available in checks.items() if not available()]
 
 
 class StoppedPartitions:

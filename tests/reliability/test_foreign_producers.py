@@ -204,6 +204,7 @@ def _without_codecs(run: Run, events: list[AccessEvent]) -> None:
             "alive": worker.proc is not None and worker.proc.poll() is None,
             "metrics": worker.metrics_text(),
             "log": log_lines(log, "partition_stopped_undecodable_batch"),
+            "warned": [line["codecs"] for line in log_lines(log, "codecs_unavailable")],
         }
     finally:
         worker.stop()
@@ -272,6 +273,7 @@ def test_a_missing_codec_library_stops_only_its_partition(foreign_run: Run) -> N
     assert {("access", str(STOPPED), "unsupported_codec"): 1.0} == stopped_series(seen["metrics"])
     assert 1 == len(seen["log"])
     assert ("unsupported_codec", 0) == (seen["log"][0]["reason"], seen["log"][0]["offset"])
+    assert [["snappy", "lz4", "zstd"]] == seen["warned"]  # said at start-up, before any batch came
 
 
 def test_a_restart_with_the_codec_installed_judges_what_waited_behind_the_batch(foreign_run: Run) -> None:
