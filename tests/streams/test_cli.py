@@ -103,6 +103,21 @@ def test_rules_validate_lists_problems_as_file_line_message(tmp_path: Path, caps
     assert all(":" in line and line.split(":")[1].isdigit() for line in lines)
 
 
+def test_rules_readme_generated_sections_are_current() -> None:
+    from streams.readme import RULES_README, RULES_SECTIONS, render_readme
+
+    text = RULES_README.read_text(encoding="utf-8")
+    assert render_readme(text, RULES_SECTIONS) == text, "run `python -m streams.readme` to regenerate"
+
+
+def test_rules_readme_lists_every_rule_of_the_pack_windowed_and_sweep_included() -> None:
+    from rules import load_engine
+    from streams.readme import pack_rules_table
+
+    table = pack_rules_table()
+    assert [r.id for r in load_engine().rules] == [r.id for r in load_engine().rules if f"| {r.id} |" in table]
+
+
 def test_readme_generated_sections_are_current() -> None:
     from streams.readme import README, render_readme
 
@@ -170,3 +185,21 @@ def test_rules_test_reports_per_rule_then_failures_then_totals(
     assert any("wrongly expects no agreement" in f and "expected to fire but did not: T-NA-01" in f for f in failures)
     assert any("coverage T-BULK-01" in f for f in failures)
     assert f"2 passed, {len(failures)} failed" == lines[-1]
+
+
+def test_an_unusable_setting_is_named_by_its_variable_without_its_value(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    monkeypatch.setenv("GATEWATCH_PARTITIONS", "abc-sentinel")
+    monkeypatch.setenv("GATEWATCH_LOG_LEVEL", "loud")
+
+    rc = main(["check", str(events), "--agreements", str(sample_register_path())])
+
+    err = capsys.readouterr().err
+    assert 2 == rc
+    assert "GATEWATCH_PARTITIONS" in err
+    assert "GATEWATCH_LOG_LEVEL" in err
+    assert "abc-sentinel" not in err
+    assert "Traceback" not in err
