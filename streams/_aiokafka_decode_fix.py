@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["StallHandler", "reason_of", "stop_partition_at_undecodable_batch"]
@@ -61,23 +61,15 @@ def stop_partition_at_undecodable_batch(handler: StallHandler) -> None:
     _handlers[:] = [handler]
     from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
 
-    if getattr(PartitionRecords.__next__, "_gatewatch_fix", False):
+    if getattr(PartitionRecords.__init__, "_gatewatch_fix", False):
         return
-    next_record = PartitionRecords.__next__
+    init = PartitionRecords.__init__
     getone = FetchResult.getone
     getall = FetchResult.getall
 
-    def __next__(self: PartitionRecords) -> Any:
-        if getattr(self, "_gatewatch_failure", None) is not None:
-            raise StopIteration
-        try:
-            return next_record(self)
-        except StopIteration:
-            raise
-        except Exception as exc:  # anything the decoding raised: this partition stops here, no other
-            self._gatewatch_failure = exc
-            self._records_iterator = None
-            raise StopIteration from None
+    def __init__(self: PartitionRecords, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._records_iterator = _stopping_at_failure(self, self._records_iterator)
 
     def fetch_one(self: FetchResult) -> Any:
         records = self._partition_records
@@ -91,10 +83,18 @@ def stop_partition_at_undecodable_batch(handler: StallHandler) -> None:
         _stop_if_failed(self, records)
         return messages
 
-    __next__._gatewatch_fix = True  # type: ignore[attr-defined]
-    PartitionRecords.__next__ = __next__
+    __init__._gatewatch_fix = True  # type: ignore[attr-defined]
+    PartitionRecords.__init__ = __init__
     FetchResult.getone = fetch_one
     FetchResult.getall = fetch_all
+
+
+def _stopping_at_failure(records: Any, unpacked: Iterator[Any]) -> Iterator[Any]:
+    """The records as aiokafka unpacks them, ending (not raising) at the first batch it cannot decode."""
+    try:
+        yield from unpacked  # a generator in a generator: cheaper per record than wrapping __next__
+    except Exception as exc:  # anything the decoding raised: this partition stops here, no other
+        records._gatewatch_failure = exc
 
 
 def _stop_if_failed(result: Any, records: Any) -> None:

@@ -7,6 +7,7 @@ is revoked (a rebalance, a restart), when whoever reads it next reports it again
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 
 import structlog
@@ -31,7 +32,10 @@ def missing_codecs() -> list[str]:
 
 
 class StoppedPartitions:
-    """Records each stopped partition once: a structured error line and the gauge set to 1."""
+    """Records each stopped partition once: a structured error line and the gauge set to 1.
+
+    `stop` runs in Faust's consumer thread (inside aiokafka's fetch), `forget` in the worker's loop.
+    """
 
     def __init__(self, metrics: Metrics, roles: Mapping[str, str], *, changelog_suffix: str = "-changelog") -> None:
         self._metrics = metrics
@@ -71,4 +75,5 @@ class StoppedPartitions:
         for topic, partition in partitions:
             gone = self._stopped.pop((topic, partition), None)
             if gone is not None:
-                self._metrics.partition_undecodable.remove(self.role(topic), str(partition), gone[1])
+                with contextlib.suppress(KeyError):  # removed already (a revoke racing the consumer thread)
+                    self._metrics.partition_undecodable.remove(self.role(topic), str(partition), gone[1])
