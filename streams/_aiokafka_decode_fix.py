@@ -13,8 +13,9 @@ raising on the same record rather than skip it (KAFKA-5211, KAFKA-5630). Gatewat
 (an access event nobody judged is a share nobody checked), but one bad partition must not stop the
 others. So, with this fix:
 
-1. `PartitionRecords` stops at the batch it cannot decode: the records before it are delivered, its
-   `next_fetch_offset` stays at the first record not delivered, and the failure is kept on it.
+1. `PartitionRecords`' record generator ends at the batch it cannot decode instead of raising: the
+   records before it are delivered, `next_fetch_offset` stays at the first record not delivered, and
+   the failure is kept on the `PartitionRecords`.
 2. `FetchResult` then pauses the partition (aiokafka's own pause: the fetcher sends no more fetches for
    it) and reports it once to the handler, with the offset. Nothing of it is consumed past that offset,
    so nothing is committed past it: a restart, or a rebalance that hands the partition out again,
