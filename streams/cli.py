@@ -213,7 +213,42 @@ def cmd_agreements_load(args: argparse.Namespace) -> int:
     with Publisher(settings) as pub:
         count = pub.publish_agreements(agreements)
     print(f"published {count} agreements to {settings.topics.agreements}")
+    # The register is the register: it is published whatever the findings, which follow for people.
+    from rules import load_engine
+    from streams.agreements_check import judge_entries, summary_lines, uk_today
+
+    day = uk_today()
+    entries = [a.model_dump(mode="json") for a in agreements]
+    print("\n".join(summary_lines(list(judge_entries(entries, load_engine(settings.rule_pack_dir), day)), day)))
     return 0
+
+
+def cmd_agreements_check(args: argparse.Namespace) -> int:
+    from rules import load_engine
+    from streams.agreements_check import judge_entries, read_entries, uk_today
+
+    entries = read_entries(args.file)
+    engine = load_engine(args.rules)
+    worst = 0
+    for judged in judge_entries(entries, engine, args.at or uk_today()):
+        sys.stdout.write(judged.as_json() + "\n")
+        if judged.verdict != "compliant":
+            worst = 1
+    sys.stdout.flush()
+    return worst
+
+
+def _uk_date(text: str) -> Any:
+    """A YYYY-MM-DD date argument (argparse makes a bad one a usage error, exit 2)."""
+    import datetime as dt
+    import re
+
+    try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -384,6 +419,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     kafka_opts(p)
     p.set_defaults(func=cmd_agreements_load)
+    p = agreements.add_parser(
+        "check",
+        help="judge every agreement of a file by the approval rules, offline; one JSON line per entry",
+        description="Judge each agreement of FILE (a YAML or JSON list, or JSON lines) by the rule pack's "
+        "agreement rules at a UK date, in input order. Prints one JSON line per entry: agreement_id, verdict "
+        "(compliant, violation or invalid), violations and, for an invalid entry, its validation errors "
+        "(never its values). Exit 0 when every entry is compliant, 1 otherwise, 2 on a usage error.",
+    )
+    p.add_argument("file", type=Path, help="agreements: YAML or JSON list, or JSON lines (.jsonl)")
+    p.add_argument("--at", type=_uk_date, help="UK date to judge at, YYYY-MM-DD (default: today in the UK)")
+    p.add_argument("--rules", type=Path, help="rule pack directory (default: the bundled NPD pack)")
+    p.set_defaults(func=cmd_agreements_check)
 
     p = sub.add_parser("simulate", help="synthetic events as JSONL on stdout, or --publish them")
     p.add_argument("--count", type=int, default=100)
