@@ -16,9 +16,10 @@ from schemas.agreement import Agreement
 from schemas.agreement_decision import AgreementDecision
 from schemas.ledger import verify_partition
 from streams.broker import EmbeddedBroker
+from streams.cli import main
 from streams.kafka import ensure_topics
 from streams.publisher import Publisher
-from streams.runner import WorkerProcess
+from streams.runner import WorkerProcess, settings_env
 from streams.settings import Settings
 from tests.conftest import isolated_settings, read_topic
 from tests.factories import make_agreement
@@ -151,3 +152,26 @@ def _gauge(text: str) -> dict[str, float]:
             labels, value = line.rsplit(" ", 1)
             out[labels.split('category="', 1)[1].split('"', 1)[0]] = float(value)
     return out
+
+
+def test_agreements_load_publishes_then_prints_the_findings(
+    worker: tuple[Settings, WorkerProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings, _ = worker
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "register.json"
+    loaded = _agreement(agreement_id="AG-LIVE-LOAD", purposes=["research", "marketing"])
+    path.write_text(json.dumps([loaded.model_dump(mode="json")]), encoding="utf-8")
+    assert 0 == main(["agreements", "load", str(path)])
+    out = capsys.readouterr().out.splitlines()
+    assert f"published 1 agreements to {settings.topics.agreements}" == out[0]
+    assert out[1].endswith(": 1 of 1 agreements")
+    assert ["NPD-APR-02", "NPD-APR-03"] == [line.split()[1] for line in out[2:4]]
+    assert "by category: purpose_not_permitted_by_gateway 2" == out[4]
+    # It still publishes: the worker judges it too.
+    alerts = _read_until(settings, settings.topics.alerts, lambda rs: len(_of(rs, "AG-LIVE-LOAD")) >= 2)
+    assert ["NPD-APR-02", "NPD-APR-03"] == sorted(a["rule_id"] for a in _of(alerts, "AG-LIVE-LOAD"))
