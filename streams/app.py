@@ -485,13 +485,10 @@ def build_worker_app(
         for rule_id in pack.sweep_rules:
             metrics.governance_gaps.labels(rule_id).set(open_gaps.get(rule_id, 0))
         for alert in raised:
-            if alert.alert_id not in swept:  # the same gap is refreshed every sweep; count it once
-                swept.add(alert.alert_id)
+            if judge.first_count(alert.alert_id):  # refreshed every sweep (and raised on apply); count it once
                 metrics.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
             await emit(t.alerts, alert.alert_id.encode(), alert.model_dump_json().encode())
         log.info("governance_sweep", agreements=len(agreements), alerts=len(raised))
-
-    swept: set[str] = set()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

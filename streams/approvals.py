@@ -58,6 +58,14 @@ class ApprovalJudge:
         self._decisions_topic = decisions_topic
         self._alerts_topic = alerts_topic
         self._clock = clock
+        self._counted: set[str] = set()
+
+    def first_count(self, alert_id: str) -> bool:
+        """True the first time an agreement alert id is counted in gatewatch_alerts_total (here or by the sweep)."""
+        if alert_id in self._counted:
+            return False
+        self._counted.add(alert_id)
+        return True
 
     @staticmethod
     def unchanged(previous_json: str | None, agreement: Agreement) -> bool:
@@ -82,7 +90,8 @@ class ApprovalJudge:
         await self._emit(self._decisions_topic, key, wire, DECISIONS_PARTITION)
         self._metrics.agreement_decisions.labels(evaluation.decision.verdict.value).inc()
         for alert in evaluation.alerts:
-            self._metrics.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
+            if self.first_count(alert.alert_id):
+                self._metrics.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
             await self._emit(self._alerts_topic, alert.alert_id.encode(), alert.model_dump_json().encode(), None)
         log.info(
             "agreement_judged",
