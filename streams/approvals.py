@@ -96,7 +96,6 @@ class ApprovalJudge:
         log.info(
             "agreement_judged",
             agreement_id=agreement.agreement_id,
-            verdict=evaluation.decision.verdict.value,
             findings=[v.rule_id for v in evaluation.decision.violations],
         )
 
