@@ -231,7 +231,7 @@ def build_worker_app(
     # that partition's events so it is recovered with them.
     ledger_tails = WriteBehind(app.Table("ledger", partitions=settings.partitions, default=None), outbox.put)
     outbox.grouped(pupil_topic_name, PupilLookupBatch.wrap)
-    # The tail of the agreement decisions' hash chain, written in the context of the register's partition.
+    # The agreement decisions' chain tail and the version judged per agreement (streams/approvals.py).
     agreement_ledger = WriteBehind(app.Table("agreement-ledger", partitions=1, default=None), outbox.put)
     judge = ApprovalJudge(
         lambda: pack.engine,
@@ -523,6 +523,8 @@ def build_worker_app(
             if key is not None and key in register:
                 del register[key]
                 log.info("agreement_removed", agreement_id=key)
+            if key is not None:
+                judge.withdrawn(key)
             return
         try:
             agreement = Agreement.model_validate_json(msg.value)
@@ -543,10 +545,9 @@ def build_worker_app(
                 ],
             )
             return
-        previous = register.get(agreement.agreement_id)
         register[agreement.agreement_id] = msg.value.decode("utf-8")
         log.info("agreement_loaded", agreement_id=agreement.agreement_id, status=agreement.status.value)
-        if not judge.unchanged(previous, agreement):  # re-published unchanged: judged already, no new page
+        if not judge.unchanged(agreement):  # re-published unchanged: judged already, no new page
             await judge.judge(agreement, ref)
 
     async def _reject_agreement(value: bytes, key: bytes | None, ref: MessageRef, issues: list[Issue]) -> None:

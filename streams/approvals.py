@@ -1,12 +1,18 @@
 """Approvals judged live: the worker's register agent hands each agreement it applies to an ApprovalJudge.
 
 A new or changed agreement is judged by the rule pack's agreement rules at the clock's time: one
-AgreementDecision on npd.agreement-decisions.v1 (one partition, its own hash chain, whose tail lives in
-a one-partition table recovered with the register) and one alert per finding. An agreement re-published
-unchanged (the same content hash as the register holds) is not judged again, so it pages nobody; the
-alert ids come from the agreement's content and the rule, so the governance sweep refreshes the same
-alerts rather than raising new ones. The gauge of agreements by finding category is kept per content
-hash and UK date, so an unchanged register costs nothing to re-count.
+AgreementDecision on npd.agreement-decisions.v1 (one partition, its own hash chain) and one alert per
+finding. An agreement re-published unchanged (the content hash judged last for its id) is not judged
+again, so it pages nobody; the alert ids come from the agreement's content and the rule, so the
+governance sweep refreshes the same alerts rather than raising new ones.
+
+The chain's tail and the content hash judged per agreement live in one one-partition table whose
+changelog records are written when the offsets are committed (streams/tables.py), like the decisions'
+ledger: after a crash, a register record past the committed offset is judged again (at least once, the
+same alert ids), never skipped because the register itself already held it.
+
+The gauge of agreements by finding category is kept per content hash and UK date, so an unchanged
+register costs nothing to re-count.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ log = structlog.get_logger("gatewatch.approvals")
 #: The agreement decisions topic has one partition: the register's, in the register's order.
 DECISIONS_PARTITION = 0
 _TAIL_KEY = "0"
+_JUDGED = "judged:"  # + agreement id -> the content hash last judged
 
 Emit = Callable[[str, bytes | None, bytes, int | None], Awaitable[None]]
 
@@ -67,16 +74,14 @@ class ApprovalJudge:
         self._counted.add(alert_id)
         return True
 
-    @staticmethod
-    def unchanged(previous_json: str | None, agreement: Agreement) -> bool:
-        """True when the register already holds this agreement with the same content (any spacing or key order)."""
-        if previous_json is None:
-            return False
-        try:
-            previous = Agreement.model_validate_json(previous_json)
-        except ValueError:
-            return False
-        return agreement_sha256(previous) == agreement_sha256(agreement)
+    def unchanged(self, agreement: Agreement) -> bool:
+        """True when this version of the agreement (its content, whatever the spacing or key order) was judged last."""
+        return bool(self._ledger.get(_JUDGED + agreement.agreement_id) == agreement_sha256(agreement))
+
+    def withdrawn(self, agreement_id: str) -> None:
+        """A tombstone: the agreement left the register; if it comes back, even unchanged, it is judged again."""
+        if self._ledger.get(_JUDGED + agreement_id) is not None:
+            self._ledger.delete(_JUDGED + agreement_id, DECISIONS_PARTITION)
 
     async def judge(self, agreement: Agreement, source: MessageRef) -> None:
         """Judge one new or changed agreement: its decision, chained, and one alert per finding."""
@@ -86,6 +91,7 @@ class ApprovalJudge:
         state = LedgerState(seq=tail["seq"], last_hash=tail["last_hash"]) if tail else LedgerState()
         wire, state = link_json(evaluation.decision, DECISIONS_PARTITION, state)
         self._ledger.set(_TAIL_KEY, {"seq": state.seq, "last_hash": state.last_hash}, DECISIONS_PARTITION)
+        self._ledger.set(_JUDGED + agreement.agreement_id, evaluation.decision.agreement_sha256, DECISIONS_PARTITION)
         key = agreement.agreement_id.encode()
         await self._emit(self._decisions_topic, key, wire, DECISIONS_PARTITION)
         self._metrics.agreement_decisions.labels(evaluation.decision.verdict.value).inc()

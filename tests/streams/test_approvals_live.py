@@ -175,3 +175,36 @@ def test_agreements_load_publishes_then_prints_the_findings(
     # It still publishes: the worker judges it too.
     alerts = _read_until(settings, settings.topics.alerts, lambda rs: len(_of(rs, "AG-LIVE-LOAD")) >= 2)
     assert ["NPD-APR-02", "NPD-APR-03"] == sorted(a["rule_id"] for a in _of(alerts, "AG-LIVE-LOAD"))
+
+
+def test_after_a_restart_an_unchanged_agreement_is_still_not_judged_again_and_a_withdrawn_one_is(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    settings = isolated_settings(broker, tmp_path / "restart", sweep_interval_seconds=3600)
+    ensure_topics(settings)
+    bad = _agreement(agreement_id="AG-RESTART-BAD", fields_allowed=["pmr", "nationality"])
+    decisions_topic = settings.topics.agreement_decisions
+    with Publisher(settings) as pub:
+        pub.publish_agreements([bad])
+    first = WorkerProcess(settings, log_file=tmp_path / "first.log").start()
+    try:
+        first.wait_ready(1, timeout=120)
+        _read_until(settings, decisions_topic, lambda rs: bool(_of(rs, "AG-RESTART-BAD")))
+    finally:
+        first.stop()
+    second = WorkerProcess(settings, log_file=tmp_path / "second.log").start()
+    try:
+        second.wait_ready(1, timeout=120)
+        with Publisher(settings) as pub:
+            pub.publish_agreements([bad, _agreement(agreement_id="AG-RESTART-MARK-1")])
+        decisions = _read_until(settings, decisions_topic, lambda rs: bool(_of(rs, "AG-RESTART-MARK-1")))
+        assert 1 == len(_of(decisions, "AG-RESTART-BAD"))
+        with Publisher(settings) as pub:
+            pub.publish_raw(None, key=b"AG-RESTART-BAD", topic=settings.topics.agreements)  # withdrawn
+            pub.publish_agreements([bad, _agreement(agreement_id="AG-RESTART-MARK-2")])
+        decisions = _read_until(settings, decisions_topic, lambda rs: bool(_of(rs, "AG-RESTART-MARK-2")))
+    finally:
+        second.stop()
+    assert 2 == len(_of(decisions, "AG-RESTART-BAD"))
+    alerts = read_topic(settings, settings.topics.alerts, expected=2)
+    assert 1 == len({a["alert_id"] for a in _of(alerts, "AG-RESTART-BAD")})
