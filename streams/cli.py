@@ -309,12 +309,14 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from schemas import AgreementDecision, Decision
     from streams.audit import render, verify_path, verify_topic
 
+    model = AgreementDecision if args.agreement_decisions else Decision
     if args.file:
-        reports, unit = verify_path(args.file), "line"
+        reports, unit = verify_path(args.file, model), "line"
     else:
-        reports, unit = verify_topic(_settings(args)), "offset"
+        reports, unit = verify_topic(_settings(args), model), "offset"
     print(render(reports, unit=unit))
     return 0 if all(r.ok for r in reports) else 1
 
@@ -456,6 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="decision ledger").add_subparsers(dest="audit_command", required=True)
     p = audit.add_parser("verify", help="check the decisions' hash chain for gaps, reordering and alteration")
     p.add_argument("--file", type=Path, help="a JSONL export of decisions instead of the decisions topic")
+    p.add_argument(
+        "--agreement-decisions",
+        action="store_true",
+        help="verify the agreement decisions' chain (npd.agreement-decisions.v1, or an export of it) instead",
+    )
     kafka_opts(p)
     p.set_defaults(func=cmd_audit_verify)
 

@@ -15,6 +15,7 @@ import pytest
 from schemas.agreement import Agreement
 from schemas.agreement_decision import AgreementDecision
 from schemas.ledger import verify_partition
+from streams.audit import verify_topic
 from streams.broker import EmbeddedBroker
 from streams.cli import main
 from streams.kafka import ensure_topics
@@ -121,7 +122,9 @@ def test_a_changed_agreement_is_judged_afresh_with_a_new_alert_id(worker: tuple[
     assert "country_of_birth" not in before[0]["explanation"]
 
 
-def test_agreement_decisions_form_one_verifiable_hash_chain(worker: tuple[Settings, WorkerProcess]) -> None:
+def test_agreement_decisions_form_one_verifiable_hash_chain(
+    worker: tuple[Settings, WorkerProcess], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings, _ = worker
     with Publisher(settings) as pub:
         pub.publish_agreements([_agreement(agreement_id="AG-LIVE-CHAIN", dpia_ref=None, fields_allowed=["cin"])])
@@ -131,6 +134,17 @@ def test_agreement_decisions_form_one_verifiable_hash_chain(worker: tuple[Settin
     assert ([], len(decisions)) == (report.breaks, report.records)
     assert list(range(len(decisions))) == [d["ledger"]["seq"] for d in decisions]
     assert ["NPD-APR-08"] == [v["rule_id"] for v in _of(decisions, "AG-LIVE-CHAIN")[0]["violations"]]
+    # `gatewatch audit verify --agreement-decisions`: the topic, then an export with one decision altered.
+    [topic_report] = verify_topic(settings, AgreementDecision)
+    assert (True, len(decisions)) == (topic_report.ok, topic_report.records)
+    export = tmp_path / "agreement-decisions.jsonl"
+    altered = [
+        {**d, "verdict": "compliant", "violations": []} if d["agreement_id"] == "AG-LIVE-CHAIN" else d
+        for d in decisions
+    ]
+    export.write_text("".join(json.dumps(d) + "\n" for d in altered), encoding="utf-8")
+    assert 1 == main(["audit", "verify", "--agreement-decisions", "--file", str(export)])
+    assert "altered" in capsys.readouterr().out
 
 
 def test_the_gauge_counts_the_registers_agreements_by_finding_category(worker: tuple[Settings, WorkerProcess]) -> None:
