@@ -20,7 +20,13 @@ TOPIC = "npd.access.v1"
 
 
 def batch(
-    base_offset: int, values: list[bytes], *, codec: int = 0, payload_codec: int = 0, bad_crc: bool = False
+    base_offset: int,
+    values: list[bytes],
+    *,
+    codec: int = 0,
+    payload_codec: int = 0,
+    bad_crc: bool = False,
+    garble_records: bool = False,
 ) -> bytes:
     """A v2 record batch; `codec` rewrites its codec bits (the payload stays as `payload_codec` wrote it)."""
     from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -34,6 +40,8 @@ def batch(
         builder.append(i, timestamp=int(time.time() * 1000), key=b"k", value=value, headers=[])
     raw = bytearray(builder.build())
     struct.pack_into(">q", raw, 0, base_offset)
+    if garble_records:
+        raw[61:70] = b"\xff" * 9  # the first record's length and attributes: not a record any more
     if codec:
         attributes = struct.unpack_from(">h", raw, 21)[0]
         struct.pack_into(">h", raw, 21, (attributes & ~0x07) | codec)
@@ -47,6 +55,7 @@ BAD = {  # case -> (the third batch, the reason reported)
     "snappy_flag_on_plain_bytes": (batch(2, [b"c"], codec=2), "corrupt_batch"),
     "zstd_flag_on_plain_bytes": (batch(2, [b"c"], codec=4), "corrupt_batch"),
     "crc_mismatch": (batch(2, [b"c"], bad_crc=True), "corrupt_batch"),
+    "garbled_records_under_a_good_crc": (batch(2, [b"c"], garble_records=True), "corrupt_batch"),
 }
 
 
