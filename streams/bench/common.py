@@ -31,14 +31,19 @@ def say(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
 
 
-def sim_events(n: int, agreements: Sequence[Agreement], seed: int = 7) -> list[AccessEvent]:
-    """n simulator events dated in the past (the worker dead-letters events from the future)."""
+def sim_event_stream(n: int, agreements: Sequence[Agreement], seed: int = 7) -> Iterator[AccessEvent]:
+    """n simulator events dated in the past (the worker dead-letters events from the future), one at a time."""
     start = DEFAULT_START
     span = dt.timedelta(days=n / 40 + 30)  # about 60 events per working day, with room to spare
     now = dt.datetime.now(dt.UTC)
     while start + span > now:
         start -= dt.timedelta(weeks=52)
-    return [s.event for s in Simulator(agreements, seed=seed, start=start).events(n)]
+    return (s.event for s in Simulator(agreements, seed=seed, start=start).events(n))
+
+
+def sim_events(n: int, agreements: Sequence[Agreement], seed: int = 7) -> list[AccessEvent]:
+    """`sim_event_stream` as a list."""
+    return list(sim_event_stream(n, agreements, seed))
 
 
 def to_wire(events: Sequence[AccessEvent]) -> list[tuple[bytes, bytes]]:

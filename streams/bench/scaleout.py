@@ -5,10 +5,11 @@ spread over the clones, a recipient's events going to its clones in turns of one
 the backlog's keys fall evenly over the access topic's 16 partitions (a backlog of N events in
 batches of 500 uses min(1,024, N / 500) of the recipients; 200,000 events use about 400). The
 backlog is published once; then, for each K, K worker processes with the same app id (one consumer
-group, their own output topics per K) are started together and read it from the start. The figure per K is the steady-state rate: decisions between
-the 10th and the 90th percentile of their `evaluated_at` times, divided by the seconds between them,
-so start-up and the rebalances as workers join are left out. Each K also reports the decisions read
-(nothing lost), the dead letters and each worker's own decision count (the spread over the workers).
+group, their own output topics per K) are started together and read it from the start. The figure
+per K is the steady-state rate: decisions between the 10th and the 90th percentile of their
+`evaluated_at` times, divided by the seconds between them, so start-up and the rebalances as
+workers join are left out. Each K also reports the decisions read (nothing lost), the dead letters
+and each worker's own decision count (the spread over the workers).
 
 On a 2-core machine shared with the broker this shows little; on a machine with a core per worker and
 spare cores for the broker it measures what scaling out gives (README, Performance).
@@ -20,12 +21,12 @@ import datetime as dt
 import json
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from schemas import AccessEvent, Agreement
-from streams.bench.common import Bench, evaluated_at, machine, say, sim_events
+from streams.bench.common import Bench, evaluated_at, machine, say, sim_event_stream
 from streams.broker import EmbeddedBroker, free_port
 from streams.replay import TopicSource
 from streams.runner import WorkerProcess
@@ -47,7 +48,7 @@ def clone_register(agreements: Sequence[Agreement], clones: int) -> list[Agreeme
 
 
 def cloned_traffic(
-    events: Sequence[AccessEvent], known: set[str], clones: int, batch_size: int
+    events: Iterable[AccessEvent], known: set[str], clones: int, batch_size: int
 ) -> Iterator[tuple[bytes, bytes]]:
     """(key, message) pairs: the events moved onto the clones, in messages of `batch_size` events of one
     recipient (single-event messages when 1). A recipient's k-th event goes to clone (k // batch_size) %
@@ -166,7 +167,7 @@ def run_scale_out(
         "errors": {},
     }
     say(f"scale-out: simulating {n} events over {results['recipients']} recipients")
-    wire = list(cloned_traffic(sim_events(n, base), {a.agreement_id for a in base}, clones, batch_size))
+    wire = list(cloned_traffic(sim_event_stream(n, base), {a.agreement_id for a in base}, clones, batch_size))
     with (
         tempfile.TemporaryDirectory(prefix="gatewatch-scaleout-") as tmp,
         EmbeddedBroker(log_file=Path(tmp) / "broker.log") as broker,
