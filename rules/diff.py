@@ -4,6 +4,10 @@ falcosecurity/rules style: a removed, disabled, demoted or narrowed rule is a ma
 people rely on may stop), an added, enabled, promoted or widened rule is minor, metadata is a patch.
 Conditions are compared on a syntax tree built from the engine's own tokenizer; a change we cannot
 prove only widens is classified major, so the tool errs on the side of a bigger bump.
+
+The pack's `inhibit:` list is compared as the (source rule, target rule, equal keys) pairs it produces
+over each version's rules: an alert inhibited where it used to page hides pages (major); an alert that
+pages again where it used to be inhibited is minor, like a widened rule.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from rules._yaml import YamlMap, read_yaml
 from rules.exceptions import ConditionError, RulePackError
+from rules.inhibit import inhibition_edges
 from rules.language import TokenCursor, compile_expression
 from rules.loader import RULES_GLOB, load_pack
 
@@ -28,6 +33,7 @@ __all__ = [
     "classify_rule",
     "compare_conditions",
     "diff_packs",
+    "inhibition_changes",
     "parse_condition",
     "render_condition",
 ]
@@ -516,6 +522,31 @@ def classify_rule(rid: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> I
             yield Change(MAJOR, rid, f"{key} changed (not known to be metadata; cannot prove it only widens)")
 
 
+def _edges(pack: Any) -> dict[tuple[str, str], list[frozenset[str]]]:
+    rules = [(r.id, r.category.value, r.severity.value) for r in pack.rules]
+    return {
+        pair: [frozenset(inh.equal) for inh in entries]
+        for pair, entries in inhibition_edges(pack.inhibitions, rules).items()
+    }
+
+
+def _covered(keys: list[frozenset[str]], by: list[frozenset[str]] | None) -> bool:
+    # `by` inhibits at least whenever `keys` does: every key set of `keys` contains one of `by`'s.
+    return by is not None and all(any(b <= k for b in by) for k in keys)
+
+
+def inhibition_changes(old: Any, new: Any) -> Iterator[Change]:
+    """The changes in which alerts the `inhibit:` lists keep from paging (rule id: the inhibited rule)."""
+    before, after = _edges(old), _edges(new)
+    for (source, target), keys in after.items():
+        if not _covered(keys, before.get((source, target))):
+            equal = " or ".join("+".join(sorted(k)) for k in keys)
+            yield Change(MAJOR, target, f"now inhibited by {source} (same {equal}): hides pages")
+    for (source, target), keys in before.items():
+        if not _covered(keys, after.get((source, target))):
+            yield Change(MINOR, target, f"no longer inhibited by {source} in every case it was: pages again")
+
+
 def diff_packs(old_dir: Path, new_dir: Path) -> PackDiff:
     """Load both versions (RulePackError if either has problems), classify each change, check the bump."""
     loaded: list[Any] = []
@@ -540,6 +571,7 @@ def diff_packs(old_dir: Path, new_dir: Path) -> PackDiff:
         if rid not in raw_old:
             note = " (disabled)" if rule.get("enabled", True) is False else ""
             changes.append(Change(MINOR, rid, f"rule added{note}"))
+    changes.extend(inhibition_changes(old, new))
     common_old = [r for r in raw_old if r in raw_new]
     common_new = [r for r in raw_new if r in raw_old]
     if common_old != common_new:  # violations are listed in pack order

@@ -24,6 +24,7 @@ from rules._windowed import Observation, observe
 from rules.catalogue import Catalogue
 from rules.exceptions import RulePackError
 from rules.facts import LONDON, Facts, index_key
+from rules.inhibit import apply_inhibitions, inhibition_edges
 from rules.loader import LoadedPack, Rule, load_pack
 from rules.windows import WindowState
 from schemas._common import MAX_LIST
@@ -133,6 +134,8 @@ class Engine:
         "_active",
         "_by_id",
         "_index",
+        "_inhibit_targets",
+        "_inhibitions",
         "_pack",
         "_pupil",
         "_pupil_mac",
@@ -166,10 +169,21 @@ class Engine:
         self._stateless_index = RuleIndex(self._stateless, indexed=indexed)
         self._windowed_index = RuleIndex(self._windowed, indexed=indexed)
         self._windowed_ids = frozenset(r.id for r in self._windowed) | frozenset(r.id for r in self._pupil)
+        self._inhibitions = loaded.inhibitions
+        edges = inhibition_edges(loaded.inhibitions, [(r.id, r.category.value, r.severity.value) for r in loaded.rules])
+        self._inhibit_targets = frozenset(t for _, t in edges)
 
     def rule(self, rule_id: str) -> Rule:
         """The compiled rule with this id (KeyError names the id)."""
         return self._by_id[rule_id]
+
+    def inhibit(self, alerts: list[Alert]) -> list[Alert]:
+        """The pack's `inhibit:` list applied to one batch of alerts (rules/inhibit.py): every alert is
+        kept; those a greater alert inhibits carry `inhibited_by`. Every alert the engine returns has
+        been through here, and nothing else decides what pages people."""
+        if len(alerts) < 2 or not any(a.rule_id in self._inhibit_targets for a in alerts):
+            return alerts
+        return apply_inhibitions(alerts, self._inhibitions)
 
     def pupil_hash(self, pupil_ref: str) -> str:
         """HMAC-SHA256 hex of a pupil reference under the engine's key: the only form state ever holds."""
@@ -331,7 +345,7 @@ class Engine:
         if len(violations) > stateless:  # keep pack order across stateless and windowed rules
             violations.sort(key=lambda v: self._index[v.rule_id])
         decision = self._decision(event, violations, errors, evaluated_at, source)
-        alerts = self._event_alerts(event, decision, skip=self._windowed_ids, fast=True) + windowed_alerts
+        alerts = self.inhibit(self._event_alerts(event, decision, skip=self._windowed_ids, fast=True) + windowed_alerts)
         return Evaluation(decision, alerts, lookups if pupil_state is None else [])
 
     def _window_rule(
@@ -482,7 +496,7 @@ class Engine:
             for rule_id, obs, facts in self._pupil_observations(lookup, state, errors)
             if obs.emit
         ]
-        return alerts
+        return self.inhibit(alerts)
 
     def sweep(self, agreements: Iterable[Agreement], now: dt.datetime) -> list[Alert]:
         """Governance-gap rules (`scope: agreement`) over the register, judged at `now` (the only clock use).
@@ -522,14 +536,15 @@ class Engine:
                         pack=self.pack,
                     )
                 )
-        return out
+        return self.inhibit(out)
 
     def alerts(self, event: AccessEvent, decision: Decision) -> list[Alert]:
         """One Alert per violation of `decision`, with a replay-stable id and the rule's runbook.
 
-        For stateless rules; `run` gives windowed rules' de-duplicated alerts.
+        For stateless rules; `run` gives windowed rules' de-duplicated alerts. The pack's inhibit list
+        is applied (see `inhibit`).
         """
-        return self._event_alerts(event, decision, skip=frozenset())
+        return self.inhibit(self._event_alerts(event, decision, skip=frozenset()))
 
     def _event_alerts(
         self, event: AccessEvent, decision: Decision, *, skip: Iterable[str], fast: bool = False
@@ -566,6 +581,7 @@ class Engine:
                             "last_seen": event.occurred_at,
                             "count": 1,
                             "pack": decision.pack,
+                            "inhibited_by": (),
                         },
                         _ALERT_FIELDS_SET,
                     )
@@ -652,7 +668,7 @@ _DECISION_TEMPLATE: dict[str, Any] = {
     "violations": (),
     "errors": (),
 }
-_ALERT_FIELDS_SET = frozenset(Alert.model_fields) - {"schema_version"}
+_ALERT_FIELDS_SET = frozenset(Alert.model_fields) - {"schema_version", "inhibited_by"}
 _VIOLATION_FIELDS_SET = frozenset(Violation.model_fields)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -37,9 +37,9 @@ __all__ = [
 ]
 
 LONDON = ZoneInfo("Europe/London")
-#: DOMAIN.md: "recipient audit overdue (default every 365 days)".
+#: A recipient audit is due a year after the last one unless the agreement sets its own interval.
 DEFAULT_AUDIT_INTERVAL_DAYS = 365
-#: DOMAIN.md: "no destruction confirmation 30 days after the agreement ended".
+#: Days after an agreement ends by which the recipient must confirm the data was destroyed.
 DESTRUCTION_GRACE_DAYS = 30
 _PANEL = frozenset({Approver.DSAP, Approver.DMAP})
 
@@ -311,14 +311,13 @@ class _AgreementView:
     audit_due_date: dt.date | None
     datasets_allowed_set: frozenset[str]
     onward_allowed_set: frozenset[str]
-    #: The allowed fields plus the catalogue's prohibited ones: a disclosed field not in it is outside
-    #: the agreement (fields.outside_agreement leaves prohibited fields to prohibited_field).
+    #: The allowed fields: a disclosed field not in it is outside the agreement (prohibited ones too).
     fields_ok: frozenset[str]
     #: The part of the index key that comes from the agreement (see INDEX_FACTS and INDEX_NULL).
     flags: tuple[bool, ...]
 
 
-def _agreement_view(a: Agreement, prohibited: frozenset[str]) -> _AgreementView:
+def _agreement_view(a: Agreement) -> _AgreementView:
     due = _destruction_due(a)
     audit_due = _audit_due_of(a)
     return _AgreementView(
@@ -353,7 +352,7 @@ def _agreement_view(a: Agreement, prohibited: frozenset[str]) -> _AgreementView:
         audit_due_date=audit_due,
         datasets_allowed_set=frozenset(a.datasets_allowed),
         onward_allowed_set=frozenset(a.onward_recipients_allowed),
-        fields_ok=frozenset(a.fields_allowed) | prohibited,
+        fields_ok=frozenset(a.fields_allowed),
         flags=(
             a.status is AgreementStatus.APPROVED,
             a.access_route is AccessRoute.SRS_ONLY,
@@ -403,8 +402,8 @@ class _Memo:
         self.purposes = {code: _purpose_view(p) for code, p in catalogue.purposes.items()}
         self.bits = {code: _field_bits(d) for code, d in catalogue.fields.items()}
         self.prohibited = frozenset(code for code, bits in self.bits.items() if bits & _PROHIBITED)
-        #: The view of no agreement: no field is allowed, so only prohibited ones are not outside it.
-        self.no_agreement = replace(_NO_AGREEMENT, fields_ok=self.prohibited)
+        #: The view of no agreement: no field is allowed.
+        self.no_agreement = _NO_AGREEMENT
         self.fields: dict[tuple[str, ...], _FieldClasses] = {}
         self.agreements: dict[int, tuple[Agreement, _AgreementView]] = {}
 
@@ -424,7 +423,7 @@ class _Memo:
             return hit[1]
         if len(self.agreements) >= MEMO_LIMIT:
             self.agreements.clear()
-        view = _agreement_view(a, self.prohibited)
+        view = _agreement_view(a)
         self.agreements[id(a)] = (a, view)
         return view
 
@@ -899,7 +898,7 @@ _fact("fields.pupil_level", "bool", "At least one pupil-level field disclosed")(
 @_fact(
     "fields.outside_agreement",
     "list",
-    "Disclosed fields the agreement does not allow (prohibited fields excluded: prohibited_field reports them)",
+    "Disclosed fields the agreement does not allow (prohibited fields included)",
     domain="field",
     nonempty=lambda f: not f.av.fields_ok.issuperset(f.fc.fields),
 )

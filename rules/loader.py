@@ -1,8 +1,9 @@
 """Rule-pack loading and validation: YAML files in, compiled rules and every problem out.
 
-A pack is a directory with `pack.yaml` (name, version, engine_version, description) and one or more
-`*.rules.yaml` files, each a list of rules. Validators collect problems (`file:line: message`) instead
-of stopping at the first, so `gatewatch rules validate` and the tests see them all at once.
+A pack is a directory with `pack.yaml` (name, version, engine_version, description, and optionally
+the `inhibit:` list of rules/inhibit.py) and one or more `*.rules.yaml` files, each a list of rules.
+Validators collect problems (`file:line: message`) instead of stopping at the first, so
+`gatewatch rules validate` and the tests see them all at once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rules._yaml import ValueMark, YamlMap, read_yaml
 from rules.catalogue import DEFAULT_CATALOGUE_DIR, Catalogue, read_catalogue
 from rules.exceptions import ConditionError
 from rules.facts import Facts
+from rules.inhibit import Inhibition, parse_inhibitions
 from rules.language import Compiled, Template, compile_condition_node, compile_expression, compile_template
 from schemas.vocab import Category, Severity
 
@@ -69,7 +71,8 @@ OPTIONAL_KEYS = frozenset({"description", "scope", "window", "due", "enabled", "
 #: `event` (default): judged per event; `agreement`: judged by the periodic sweep at a given `now`.
 SCOPES = ("event", "agreement")
 REQUIRED_KEYS = tuple(k for k in RULE_KEYS if k not in OPTIONAL_KEYS)
-PACK_KEYS = ("name", "version", "engine_version", "description")
+PACK_KEYS = ("name", "version", "engine_version", "description", "inhibit")
+PACK_OPTIONAL_KEYS = frozenset({"inhibit"})
 RULES_GLOB = "*.rules.yaml"
 
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
@@ -111,6 +114,8 @@ class LoadedPack:
     sha256: str
     rules: tuple[Rule, ...]
     catalogue: Catalogue
+    #: The pack's `inhibit:` list: which alerts page people (never which findings are recorded).
+    inhibitions: tuple[Inhibition, ...] = ()
 
 
 def pack_files(pack_dir: Path) -> list[Path]:
@@ -145,6 +150,7 @@ class _PackReader:
         self.problems: list[Problem] = []
         self.rules: list[Rule] = []
         self.seen_ids: dict[str, str] = {}
+        self.raw_inhibit: Any = None
 
     def problem(self, file: str, line: int, message: str) -> None:
         self.problems.append(Problem(file, line, message))
@@ -171,8 +177,9 @@ class _PackReader:
                 self.problem(
                     name, data.key_lines[key], f"unknown key '{key}' in pack.yaml; known keys: {', '.join(PACK_KEYS)}"
                 )
+        self.raw_inhibit = data.get("inhibit")
         for key in PACK_KEYS:
-            if key not in data:
+            if key not in data and key not in PACK_OPTIONAL_KEYS:
                 self.problem(name, data.line, f"pack.yaml is missing '{key}'")
         pname = data.get("name")
         if "name" in data and not (isinstance(pname, str) and _RULE_ID.match(pname)):
@@ -373,12 +380,29 @@ def load_pack(
     reader = _PackReader(pack_dir, catalogue)
     name, version, engine_version, description = reader.header()
     reader.rule_files()
+    inhibitions: tuple[Inhibition, ...] = ()
+    if not reader.problems:
+        inhibitions, inhibit_problems = parse_inhibitions(
+            str(pack_dir / "pack.yaml"),
+            reader.raw_inhibit,
+            [(r.id, r.category.value, r.severity.value) for r in reader.rules],
+        )
+        reader.problems += inhibit_problems
     if reader.problems:
         order: dict[str, int] = {}
         for p in reader.problems:
             order.setdefault(p.file, len(order))
         return None, sorted(reader.problems, key=lambda p: (order[p.file], p.line))
     return (
-        LoadedPack(name, version, engine_version, description, pack_sha256(pack_dir), tuple(reader.rules), catalogue),
+        LoadedPack(
+            name,
+            version,
+            engine_version,
+            description,
+            pack_sha256(pack_dir),
+            tuple(reader.rules),
+            catalogue,
+            inhibitions,
+        ),
         [],
     )

@@ -6,6 +6,12 @@ clears a key), may patch its agreement (`agreement:`), and states `expect` (exac
 fire), `fires` (at least these) and/or `does_not_fire`. Every enabled rule needs at least one case
 where it must fire and one where it must not; missing coverage is reported as a failing result.
 
+Inhibition (pack.yaml `inhibit:`): a case may state `inhibited`, the exact rule ids whose alerts the
+pack inhibits for that event (`[]`: every alert pages), either as a list or as a mapping from each
+inhibited rule id to the rule ids of the alerts that inhibit it; a step of a sequence may state it for
+its (last) event. The decision is not affected: `expect`
+still lists every rule that fired.
+
 Windowed rules, in the spirit of `promtool test rules`: a case with `steps` runs a sequence of timed
 events in order over fresh window state (each step patches the case's event; `repeat: N` sends it N
 times with distinct ids) and may state, per step, `expect`/`fires`/`does_not_fire` (violations of that
@@ -180,7 +186,28 @@ def _run_case(
         problems.append(f"expected to fire but did not: {', '.join(missing)}")
     if extra := [r for r in _ids(case.get("does_not_fire")) if r in fired]:
         problems.append(f"must not fire but did: {', '.join(extra)}")
+    if "inhibited" in case:
+        problems += _check_inhibited(case["inhibited"], engine.alerts(event, decision), known)
     return CaseResult(file, line, name, not problems, "; ".join(problems), fired, tuple(named))
+
+
+def _check_inhibited(want: Any, alerts: list[Alert], known: set[str]) -> list[str]:
+    """`want`: the inhibited rule ids (a list), or inhibited id -> the inhibiting rule ids (a mapping)."""
+    got = {a.rule_id: sorted({b.rule_id for b in a.inhibited_by}) for a in alerts if a.inhibited_by}
+    if isinstance(want, dict):
+        wanted = {str(k): sorted(_ids(v)) for k, v in want.items()}
+    else:
+        wanted = {r: got.get(r, ["?"]) for r in _ids(want)}
+    named = set(wanted) | {s for v in wanted.values() for s in v if s != "?"}
+    if unknown := sorted(named - known):
+        return [f"inhibited names unknown rule id(s) {', '.join(unknown)}"]
+    if wanted == got:
+        return []
+
+    def fmt(m: dict[str, list[str]]) -> str:
+        return ", ".join(f"{t} by {'+'.join(s)}" for t, s in sorted(m.items())) or "none"
+
+    return [f"expected inhibited [{fmt(wanted)}], got [{fmt(got)}]"]
 
 
 # --- windowed (steps) and sweep cases ----------------------------------------------------------------
@@ -258,6 +285,7 @@ def _run_steps_case(
             continue
         step_alerts: list[Alert] = []
         step_fired: set[str] = set()
+        last_alerts: list[Alert] = []
         for _ in range(repeat):
             n += 1
             data = _plain(_merge(case_event, step.get("event", {})))
@@ -283,6 +311,7 @@ def _run_steps_case(
                     f"step {number}: engine errors: " + "; ".join(e.message for e in result.decision.errors)
                 )
             step_fired = {v.rule_id for v in result.decision.violations}
+            last_alerts = result.alerts
             fired_any |= step_fired
             step_alerts += [a for a in result.alerts if a.rule_id in windowed]
         all_alerts += step_alerts
@@ -296,6 +325,9 @@ def _run_steps_case(
             problems.append(f"{where}: must not fire but did: {', '.join(extra)}")
         if "expect_alerts" in step:
             problems += _check_alerts(step["expect_alerts"], step_alerts, where)
+        if "inhibited" in step:
+            known = {r.id for r in engine.rules}
+            problems += [f"{where}: {p}" for p in _check_inhibited(step["inhibited"], last_alerts, known)]
     if extra := [r for r in _ids(case.get("does_not_fire")) if r in fired_any]:
         problems.append(f"must not fire in any step but did: {', '.join(extra)}")
     if "expect_alerts" in case:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, SerializerFunctionWrapHandler, model_serializer
 
 from schemas._common import MAX_LIST, Code, Contract, Identifier, LongText, ShortText
 from schemas.vocab import Action, Category, DeadLetterReason, OrgType, Severity, Verdict
 
-__all__ = ["Alert", "DeadLetter", "Decision", "Issue", "LedgerLink", "MessageRef", "PackRef", "Violation"]
+__all__ = [
+    "Alert",
+    "DeadLetter",
+    "Decision",
+    "Inhibitor",
+    "Issue",
+    "LedgerLink",
+    "MessageRef",
+    "PackRef",
+    "Violation",
+]
 
 Sha256 = Field(pattern=r"^[0-9a-f]{64}$")
 
@@ -86,11 +96,21 @@ class Decision(Contract):
     ledger: LedgerLink | None = None
 
 
+class Inhibitor(Contract):
+    """An alert that inhibited another: its id and the rule that raised it."""
+
+    alert_id: str = Sha256
+    rule_id: Identifier
+
+
 class Alert(Contract):
     """A violation raised for people: routed to Alertmanager and pagers, shown on dashboards.
 
     `alert_id` is deterministic (the same violation replayed gives the same id) so that downstream
-    sinks de-duplicate re-deliveries instead of paging twice.
+    sinks de-duplicate re-deliveries instead of paging twice. `inhibited_by` is empty unless the rule
+    pack's `inhibit:` list matched a greater alert on the same event: such an alert stays on the alerts
+    topic, but the sinks do not page it. The key is left out of the JSON when empty, so an alert that
+    nothing inhibited reads exactly as before it existed.
     """
 
     schema_version: Literal["1"] = "1"
@@ -112,6 +132,18 @@ class Alert(Contract):
     last_seen: AwareDatetime
     count: int = Field(default=1, ge=1)
     pack: PackRef
+    inhibited_by: tuple[Inhibitor, ...] = Field(
+        default=(),
+        max_length=MAX_LIST,
+        description="The alerts that inhibited this one (the pack's inhibit list); empty or absent: page it",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_inhibited_by(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("inhibited_by", True):
+            del data["inhibited_by"]
+        return data
 
 
 class DeadLetter(Contract):

@@ -91,7 +91,7 @@ class Verdict(StrEnum):
 
 
 class Category(StrEnum):
-    """The violation categories of ../shared/DOMAIN.md; dashboards and routing speak these codes."""
+    """The violation categories (docs/domain.md); dashboards and routing speak these codes."""
 
     NO_AGREEMENT = "no_agreement"
     AGREEMENT_NOT_ACTIVE = "agreement_not_active"

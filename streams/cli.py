@@ -1,4 +1,4 @@
-"""The `gatewatch` command line: up, worker, check, replay, bench, rules, agreements, simulate, topics."""
+"""The `gatewatch` command line: up, worker, check, replay, bench, rules, agreements, simulate, report, topics."""
 
 from __future__ import annotations
 
@@ -298,6 +298,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from streams.report.command import run
+
+    return run(args, _settings)
+
+
 def cmd_topics_create(args: argparse.Namespace) -> int:
     from streams.kafka import ensure_topics
 
@@ -444,6 +450,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", type=Path, help="a JSONL export of decisions instead of the decisions topic")
     kafka_opts(p)
     p.set_defaults(func=cmd_audit_verify)
+
+    report = sub.add_parser("report", help="governance reports from the decision history").add_subparsers(
+        dest="report_command", required=True
+    )
+    from streams.report.command import add_arguments as report_arguments
+
+    p = report.add_parser("month", help="the month's board pack: one self-contained HTML file")
+    p.add_argument("period", metavar="YYYY-MM")
+    report_arguments(p)
+    p.set_defaults(func=cmd_report)
+    p = report.add_parser("register", help="the quarter's register of external shares, as CSV and HTML")
+    p.add_argument("period", metavar="YYYYQn")
+    report_arguments(p)
+    p.set_defaults(func=cmd_report)
 
     topics = sub.add_parser("topics", help="topic administration").add_subparsers(dest="topics_command", required=True)
     p = topics.add_parser("create", help="create the Gatewatch topics if missing")

@@ -275,5 +275,20 @@ def run_up(
                     time.sleep(max(0.0, t0 + (i + 1) * pace - time.monotonic()))
         expected = summary.published + summary.malformed_published
         collect_summary(settings, expected, settle_timeout, summary)
+        _export_history(settings, agreements)
         summary.seconds = time.monotonic() - started
         return summary
+
+
+def _export_history(settings: Settings, agreements: list[Agreement]) -> None:
+    """Keep the run's history on disk: the embedded broker holds it in memory only, and reports read it later."""
+    from streams.report.export import export_history
+
+    directory = settings.data_dir / "history"
+    counts = export_history(settings, directory, agreements)
+    log.info("history_exported", directory=str(directory), access=counts.access, decisions=counts.decisions)
+    print(
+        f"history kept in {directory} ({counts.decisions} decisions): `gatewatch report month YYYY-MM` reads it",
+        file=sys.stderr,
+        flush=True,
+    )

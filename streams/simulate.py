@@ -1,9 +1,11 @@
 """Synthetic NPD access traffic: mostly compliant events, plus labelled violations of every category.
 
 Pure and deterministic for a seed: the only I/O is reading the agreements register. Traffic is drawn
-from the sample register (rules/samples/agreements.yaml) and DOMAIN.md's catalogue codes. Each
-violation scenario changes ONE thing in a compliant event, so that it should produce its category and
-nothing else; `SimulatedEvent.expected_categories` says what the per-event rules should report.
+from the sample register (rules/samples/agreements.yaml) and the catalogue codes (docs/domain.md). Each
+violation scenario changes ONE thing in a compliant event; `SimulatedEvent.expected_categories` is the
+set of categories that change must raise, and nothing else. One change may break several rules at
+once (a prohibited field in a Home Office match is also outside the agreement and more than the match
+may return), and every rule that holds is on the decision, so a scenario may expect several.
 """
 
 from __future__ import annotations
@@ -69,11 +71,11 @@ def load_agreements(path: Path | None = None) -> list[Agreement]:
 
 @dataclass(frozen=True)
 class SimulatedEvent:
-    """One synthetic event, the scenario that produced it and the categories it should raise."""
+    """One synthetic event, the scenario that produced it and the set of categories it must raise."""
 
     event: AccessEvent
     scenario: str
-    expected_categories: frozenset[str]  # empty: compliant
+    expected_categories: frozenset[str]  # every category the event must raise, and no other; empty: compliant
 
 
 @dataclass(frozen=True)
@@ -547,12 +549,18 @@ class Simulator:
     def _scenario_table(self) -> list[tuple[str, Scenario, tuple[str, ...]]]:
         """(name, builder, agreements it needs); the multi-event scenario last."""
 
-        def one(template: Template, category: str, change: Callable[[random.Random, dict[str, Any]], None]) -> Scenario:
+        def one(
+            template: Template,
+            categories: str | tuple[str, ...],
+            change: Callable[[random.Random, dict[str, Any]], None],
+        ) -> Scenario:
+            expected = frozenset((categories,) if isinstance(categories, str) else categories)
+
             def build(rng: random.Random, clock: _Clock) -> list[_Draft]:
                 base = template(rng, clock.next())
                 event = _deep_copy(base)
                 change(rng, event)
-                return [_Draft(base, event, frozenset({category}))]
+                return [_Draft(base, event, expected)]
 
             return build
 
@@ -703,7 +711,13 @@ class Simulator:
                 one(self._direct_eastfold, "prohibited_field", add_field("english_proficiency")),
                 (DIRECT_EASTFOLD,),
             ),
-            ("nationality_to_home_office", one(ho, "prohibited_field", add_field("nationality")), (HOME_OFFICE,)),
+            (
+                "nationality_to_home_office",
+                one(
+                    ho, ("prohibited_field", "fields_outside_agreement", "match_only_breach"), add_field("nationality")
+                ),
+                (HOME_OFFICE,),
+            ),
             (
                 "tier2_pupil_data_to_commercial",
                 one(self._commercial_extract, "identifiable_data_not_permitted", add_field("fsm")),

@@ -5,6 +5,10 @@ after the alerts before it were delivered, so an unreachable Alertmanager loses 
 retries with backoff and resumes where it stopped) and never slows the worker, which only writes to
 the topic. Re-sending an alert is harmless: its deterministic id is a label, so Alertmanager refreshes
 the alert it already has instead of paging again.
+
+An alert the rule pack's `inhibit:` list inhibited (`inhibited_by` not empty) stays on the topic and on
+dashboards but is not sent: the pack, versioned and diffed with its rules, is the one place that
+decides what pages people, so Alertmanager needs no copy of that list.
 """
 
 from __future__ import annotations
@@ -176,6 +180,7 @@ class SinkMetrics:
     delivered: Counter
     failures: Counter
     rejected: Counter
+    inhibited: Counter
     backlog_seconds: Gauge
 
     @classmethod
@@ -191,6 +196,12 @@ class SinkMetrics:
             rejected=Counter(
                 "gatewatch_sink_rejected_total",
                 "Alerts the receiver refused (4xx); logged, not retried",
+                ["sink"],
+                registry=registry,
+            ),
+            inhibited=Counter(
+                "gatewatch_sink_inhibited_total",
+                "Alerts not sent because the rule pack's inhibit list inhibited them (kept on the alerts topic)",
                 ["sink"],
                 registry=registry,
             ),
@@ -225,7 +236,16 @@ class SinkRunner:
         self.stopped = False
 
     def deliver_with_retry(self, alerts: Sequence[Alert]) -> None:
-        """Deliver a batch, retrying transient failures with capped exponential backoff until stopped."""
+        """Deliver a batch, retrying transient failures with capped exponential backoff until stopped.
+
+        Inhibited alerts are counted and left out: they page nobody.
+        """
+        paged = [a for a in alerts if not a.inhibited_by]
+        if len(paged) < len(alerts):
+            self.metrics.inhibited.labels(self.sink.name).inc(len(alerts) - len(paged))
+        if not paged:
+            return
+        alerts = paged
         backoff = 0.5
         while not self.stopped:
             try:

@@ -1,4 +1,4 @@
-"""The catalogues follow DOMAIN.md and are checked when read."""
+"""The catalogues follow docs/domain.md and are checked when read."""
 
 from __future__ import annotations
 
@@ -21,6 +21,42 @@ def test_default_catalogue_loads() -> None:
         "COURT-ORDER",
         "UKGDPR-6-1-e",
     } == set(catalogue.gateways)
+
+
+# The gateway table of docs/domain.md, in the event contract's recipient-type codes.
+GATEWAY_TABLE: dict[str, tuple[set[str], set[str]]] = {
+    "EA1996-s537A": (
+        {
+            "internal",
+            "research_academic",
+            "research_commercial",
+            "charity",
+            "press",
+            "commercial",
+            "local_authority",
+            "school",
+            "other_government",
+        },
+        {"research", "statistics", "information_advice_guidance", "education_service_delivery"},
+    ),
+    "DEA2017-s64": (
+        {"research_academic", "research_commercial", "charity", "other_government"},
+        {"research", "statistics"},
+    ),
+    "DEA2017-s56": ({"dwp", "hmrc", "other_government", "local_authority"}, {"fraud_investigation"}),
+    "DPA2018-Sch2-p2": ({"police", "hmrc", "dwp"}, {"crime_prevention", "tax_collection", "fraud_investigation"}),
+    "DPA2018-Sch2-p4": ({"home_office"}, {"immigration_enforcement"}),
+    "COURT-ORDER": (
+        {"court", "police", "local_authority", "other_government", "home_office", "dwp", "hmrc", "school"},
+        {"court_proceedings"},
+    ),
+    "UKGDPR-6-1-e": ({"internal"}, {"statistics", "education_service_delivery", "safeguarding"}),
+}
+
+
+def test_gateways_are_open_to_the_recipient_types_and_purposes_the_law_allows() -> None:
+    catalogue = load_catalogue()
+    assert GATEWAY_TABLE == {code: (set(g.recipient_types), set(g.purposes)) for code, g in catalogue.gateways.items()}
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,7 @@ TABLE: list[tuple[str, dict[str, Any], dict[str, Any] | None, set[Category]]] = 
     ("revoked agreement", {}, {"status": "revoked"}, {Category.AGREEMENT_NOT_ACTIVE}),
     ("expired agreement", {}, {"valid_until": "2024-03-04"}, {Category.AGREEMENT_NOT_ACTIVE}),
     ("no gateway", {"legal_gateway": None}, {}, {Category.NO_LEGAL_GATEWAY}),
-    ("unknown gateway", {"legal_gateway": "XYZ"}, {}, {Category.NO_LEGAL_GATEWAY}),
+    ("unknown gateway", {"legal_gateway": "XYZ"}, {}, {Category.NO_LEGAL_GATEWAY, Category.GATEWAY_OUTSIDE_AGREEMENT}),
     (
         "immigration exemption used by police",
         _merge(POLICE, {"legal_gateway": "DPA2018-Sch2-p4", "purpose": "immigration_enforcement"}),
@@ -131,7 +131,7 @@ TABLE: list[tuple[str, dict[str, Any], dict[str, Any] | None, set[Category]]] = 
         "marketing purpose with pupil-level data",
         {"legal_gateway": "EA1996-s537A", "purpose": "marketing"},
         {"purposes": ["research", "marketing"]},
-        {Category.IDENTIFIABLE_DATA_NOT_PERMITTED},
+        {Category.IDENTIFIABLE_DATA_NOT_PERMITTED, Category.PURPOSE_NOT_PERMITTED_BY_GATEWAY},
     ),
     ("srs-only agreement by email", {"channel": "email"}, {}, {Category.INSECURE_ACCESS_ROUTE}),
     ("recipient mismatch", {"recipient": {"org_id": "uni-other"}}, {}, {Category.RECIPIENT_MISMATCH}),
@@ -245,7 +245,7 @@ def test_violations_follow_pack_order(engine: Engine) -> None:
     order = [r.id for r in engine.rules]
     ids = [v.rule_id for v in d.violations]
     assert sorted(ids, key=order.index) == ids
-    assert {"NPD-FOA-01", "NPD-PF-01", "NPD-INS-01", "NPD-RR-01"} == set(ids)
+    assert {"NPD-FOA-01", "NPD-PF-01", "NPD-INS-01", "NPD-INS-02", "NPD-RR-01"} == set(ids)
 
 
 def _boom(_facts: object) -> bool:
@@ -271,7 +271,7 @@ def test_a_rule_that_raises_is_recorded_and_the_others_still_run(engine: Engine)
         )
     )
     d = patched.evaluate(make_event(fields=["pmr", "nationality"]), make_agreement(), evaluated_at=NOW)
-    assert (["NPD-PF-01"], [("rules.NPD-NA-01", "engine_error")]) == (
+    assert (["NPD-FOA-01", "NPD-PF-01"], [("rules.NPD-NA-01", "engine_error")]) == (
         [v.rule_id for v in d.violations],
         [(e.loc, e.type) for e in d.errors],
     )
@@ -283,12 +283,16 @@ def test_alert_ids_are_deterministic_across_replays(engine: Engine) -> None:
     first = engine.alerts(event, engine.evaluate(event, make_agreement(), evaluated_at=NOW))
     second = engine.alerts(event, engine.evaluate(event, make_agreement(), evaluated_at=NOW + dt.timedelta(days=3)))
     assert [a.alert_id for a in first] == [a.alert_id for a in second]
-    assert [alert_id("npd", "NPD-PF-01", event.event_id)] == [a.alert_id for a in first]
+    assert [alert_id("npd", r, event.event_id) for r in ("NPD-FOA-01", "NPD-PF-01")] == [a.alert_id for a in first]
 
 
 def test_alert_carries_rule_runbook_and_event_times(engine: Engine) -> None:
     event = make_event(fields=["pmr", "nationality"])
-    (alert,) = engine.alerts(event, engine.evaluate(event, make_agreement(), evaluated_at=NOW))
+    (alert,) = [
+        a
+        for a in engine.alerts(event, engine.evaluate(event, make_agreement(), evaluated_at=NOW))
+        if a.rule_id == "NPD-PF-01"
+    ]
     assert (engine.rule("NPD-PF-01").runbook, event.occurred_at, event.occurred_at, 1, (event.event_id,)) == (
         alert.runbook,
         alert.first_seen,
@@ -344,5 +348,6 @@ def test_disabled_rules_are_listed_but_not_evaluated(engine: Engine) -> None:
     patched = EngineClass(
         LoadedPack(pack.name, pack.version, pack.engine_version, pack.description, pack.sha256, rules, pack.catalogue)
     )
-    d = patched.evaluate(make_event(fields=["pmr", "nationality"]), make_agreement(), evaluated_at=NOW)
+    agreement = make_agreement(fields_allowed=["pmr", "nationality"])
+    d = patched.evaluate(make_event(fields=["pmr", "nationality"]), agreement, evaluated_at=NOW)
     assert ((), len(engine.rules)) == (d.violations, len(patched.rules))

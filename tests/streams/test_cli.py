@@ -103,6 +103,21 @@ def test_rules_validate_lists_problems_as_file_line_message(tmp_path: Path, caps
     assert all(":" in line and line.split(":")[1].isdigit() for line in lines)
 
 
+def test_rules_readme_generated_sections_are_current() -> None:
+    from streams.readme import RULES_README, RULES_SECTIONS, render_readme
+
+    text = RULES_README.read_text(encoding="utf-8")
+    assert render_readme(text, RULES_SECTIONS) == text, "run `python -m streams.readme` to regenerate"
+
+
+def test_rules_readme_lists_every_rule_of_the_pack_windowed_and_sweep_included() -> None:
+    from rules import load_engine
+    from streams.readme import pack_rules_table
+
+    table = pack_rules_table()
+    assert [r.id for r in load_engine().rules] == [r.id for r in load_engine().rules if f"| {r.id} |" in table]
+
+
 def test_readme_generated_sections_are_current() -> None:
     from streams.readme import README, render_readme
 

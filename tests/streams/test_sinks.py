@@ -26,8 +26,24 @@ def some_alerts(n: int = 1) -> list[Alert]:
     out: list[Alert] = []
     for i in range(n):
         event = make_event(event_id=f"sink-{i}", fields=["pmr", "nationality"])
-        out += engine.alerts(event, engine.evaluate(event, make_agreement()))
+        # The pack also raises NPD-FOA-01 for the field, inhibited by NPD-PF-01: keep the paged one.
+        out += [a for a in engine.alerts(event, engine.evaluate(event, make_agreement())) if not a.inhibited_by]
     return out
+
+
+def test_inhibited_alerts_are_counted_and_not_sent() -> None:
+    engine = load_engine()
+    event = make_event(event_id="sink-inh", fields=["pmr", "nationality"])
+    alerts = engine.alerts(event, engine.evaluate(event, make_agreement()))
+    with http_receiver() as receiver:
+        runner = SinkRunner(isolated_settings_stub(), AlertmanagerSink(receiver.url), sleep=lambda _: None)
+        runner.deliver_with_retry(alerts)
+        [got] = receiver.on("/api/v2/alerts")
+    assert (["NPD-FOA-01", "NPD-PF-01"], ["NPD-PF-01"], 1.0) == (
+        [a.rule_id for a in alerts],
+        [posted["labels"]["alertname"] for posted in got.json()],
+        runner.metrics.inhibited.labels("alertmanager")._value.get(),
+    )
 
 
 def test_alertmanager_payload_carries_the_routing_labels_and_annotations() -> None:
