@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -265,7 +266,9 @@ def run_up(
         pace = duration / simulate if duration > 0 else 0.0
         with Publisher(settings) as pub:
             t0 = time.monotonic()
-            for i, sim in enumerate(Simulator(agreements, seed=seed).events(simulate)):
+            # Ending by now: the worker dead-letters events dated in the future.
+            traffic = Simulator(agreements, seed=seed, end=dt.datetime.now(dt.UTC)).events(simulate)
+            for i, sim in enumerate(traffic):
                 pub.publish_event(sim.event)
                 summary.published += 1
                 if rng.random() < malformed_rate:
