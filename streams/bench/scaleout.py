@@ -76,15 +76,19 @@ def cloned_traffic(
         yield key.encode(), b'{"schema_version":"1","events":[' + b",".join(bodies) + b"]}"
 
 
-def _decisions_of(worker: WorkerProcess) -> int:
-    total = 0.0
-    try:
-        for line in worker.metrics_text().splitlines():
-            if line.startswith("gatewatch_decisions_total{"):
-                total += float(line.rsplit(" ", 1)[1])
-    except OSError:
-        return -1
-    return int(total)
+def _decisions_of(worker: WorkerProcess, attempts: int = 3) -> int:
+    """The worker's own decision count from its /metrics (-1 if it did not answer, a busy machine's slow moment)."""
+    for attempt in range(attempts):
+        try:
+            text = worker.metrics_text()
+        except OSError:
+            time.sleep(1.0 + attempt)
+            continue
+        return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(_DECISIONS)))
+    return -1
+
+
+_DECISIONS = "gatewatch_decisions_total{"
 
 
 def _steady(times: list[float]) -> tuple[float, float]:
