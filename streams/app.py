@@ -32,6 +32,7 @@ from schemas import Agreement, Alert, DeadLetterReason, Issue, MessageRef, issue
 from schemas.ledger import LedgerState, link_json
 from streams._aiokafka_fix import track_every_sent_topic
 from streams._faust_fix import keep_messages_across_rebalance
+from streams.approvals import ApprovalJudge, FindingsGauge, agreements_in
 from streams.endoffsets import patch_faust_recovery, probe_end_offsets_async
 from streams.kafka import aiokafka_config, faust_broker_options
 from streams.metrics import Metrics
@@ -175,6 +176,7 @@ def build_worker_app(
     decisions = raw_topic(t.decisions, settings.partitions)
     alerts = raw_topic(t.alerts, settings.partitions)
     deadletter = raw_topic(t.deadletter, settings.partitions)
+    agreement_decisions = raw_topic(t.agreement_decisions, 1)
 
     # The register is small and every worker needs all of it: one partition, replicated to all.
     register = app.GlobalTable(
@@ -220,12 +222,24 @@ def build_worker_app(
     # that partition's events so it is recovered with them.
     ledger_tails = WriteBehind(app.Table("ledger", partitions=settings.partitions, default=None), outbox.put)
     outbox.grouped(pupil_topic_name, PupilLookupBatch.wrap)
+    # The agreement decisions' chain tail and the version judged per agreement (streams/approvals.py).
+    agreement_ledger = WriteBehind(app.Table("agreement-ledger", partitions=1, default=None), outbox.put)
+    judge = ApprovalJudge(
+        lambda: pack.engine,
+        metrics,
+        outbox.add,
+        agreement_ledger,
+        decisions_topic=t.agreement_decisions,
+        alerts_topic=t.alerts,
+    )
+    findings_gauge = FindingsGauge(metrics)
 
     def snapshot() -> None:
         """Runs as Faust reads the offsets to commit: the buffered table writes of exactly those events."""
         window_writes.flush()
         pupil_writes.flush()
         ledger_tails.flush()
+        agreement_ledger.flush()
 
     async def before_commit() -> None:
         """Runs before every offset commit: outputs out, every send (changelogs too) acknowledged."""
@@ -305,7 +319,7 @@ def build_worker_app(
     @app.task  # type: ignore[untyped-decorator]
     async def declare_outputs() -> None:
         """The output topics are written through the producer: make sure they exist (no-op if they do)."""
-        for topic in (decisions, alerts, deadletter):
+        for topic in (decisions, alerts, deadletter, agreement_decisions):
             try:
                 await topic.maybe_declare()
             except Exception:  # `gatewatch topics create` may have made them already, or the ACLs forbid it
@@ -465,13 +479,10 @@ def build_worker_app(
         for rule_id in pack.sweep_rules:
             metrics.governance_gaps.labels(rule_id).set(open_gaps.get(rule_id, 0))
         for alert in raised:
-            if alert.alert_id not in swept:  # the same gap is refreshed every sweep; count it once
-                swept.add(alert.alert_id)
+            if judge.first_count(alert.alert_id):  # refreshed every sweep (and raised on apply); count it once
                 metrics.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
             await emit(t.alerts, alert.alert_id.encode(), alert.model_dump_json().encode())
         log.info("governance_sweep", agreements=len(agreements), alerts=len(raised))
-
-    swept: set[str] = set()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
@@ -506,6 +517,8 @@ def build_worker_app(
             if key is not None and key in register:
                 del register[key]
                 log.info("agreement_removed", agreement_id=key)
+            if key is not None:
+                judge.withdrawn(key)
             return
         try:
             agreement = Agreement.model_validate_json(msg.value)
@@ -528,6 +541,8 @@ def build_worker_app(
             return
         register[agreement.agreement_id] = msg.value.decode("utf-8")
         log.info("agreement_loaded", agreement_id=agreement.agreement_id, status=agreement.status.value)
+        if not judge.unchanged(agreement):  # re-published unchanged: judged already, no new page
+            await judge.judge(agreement, ref)
 
     async def _reject_agreement(value: bytes, key: bytes | None, ref: MessageRef, issues: list[Issue]) -> None:
         metrics.dead_letters.labels("agreements", DeadLetterReason.SCHEMA_VIOLATION.value).inc()
@@ -542,6 +557,7 @@ def build_worker_app(
         tally = TallyCounter(a.status.value for k in list(register.keys()) if (a := processor.agreements(k)))
         for status in ("approved", "suspended", "revoked", "rejected"):
             metrics.agreements.labels(status).set(tally.get(status, 0))
+        findings_gauge.refresh(pack.engine, agreements_in(register, processor.agreements))
 
     @app.page("/metrics")
     async def metrics_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:

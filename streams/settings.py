@@ -21,6 +21,7 @@ class TopicNames(BaseSettings):
     decisions: str = "npd.decisions.v1"
     alerts: str = "npd.alerts.v1"
     deadletter: str = "npd.deadletter.v1"
+    agreement_decisions: str = "npd.agreement-decisions.v1"
 
 
 class Settings(BaseSettings):

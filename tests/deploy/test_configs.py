@@ -181,6 +181,17 @@ ROUTES = [
         id="backstop-pages",
     ),
     pytest.param({"alertname": "Something", "severity": "critical"}, "ops", id="unknown-source-to-ops"),
+    pytest.param(
+        {**VIOLATION, "alertname": "NPD-APR-03", "subject": "agreement", "severity": "critical"},
+        "governance",
+        id="critical-approval-finding-to-governance",
+    ),
+    pytest.param(
+        {**VIOLATION, "alertname": "NPD-APR-10", "subject": "agreement", "severity": "high"},
+        "governance",
+        id="high-approval-finding-to-governance",
+    ),
+    pytest.param({**VIOLATION, "subject": "event", "severity": "critical"}, "pager", id="critical-share-pages"),
 ]
 
 
@@ -230,6 +241,15 @@ def test_a_critical_violation_inhibits_the_backstop_and_no_other_violation(alert
             {**high, "agreement": "DSA-2019-0007"},
             {"source": "gatewatch-platform", "alertname": "GatewatchConsumerLagHigh", "severity": "high"},
             {"source": "gatewatch-platform", "alertname": "GatewatchCriticalViolationBackstop", "severity": "critical"},
+            # A critical approval finding on another agreement inhibits nobody's share alerts there.
+            {
+                **VIOLATION,
+                "alertname": "NPD-APR-03",
+                "subject": "agreement",
+                "severity": "critical",
+                "agreement": "DSA-2021-0003",
+            },
+            {**high, "agreement": "DSA-2021-0003"},
         ],
     )
     deadline = time.monotonic() + 10
@@ -239,7 +259,7 @@ def test_a_critical_violation_inhibits_the_backstop_and_no_other_violation(alert
         inhibited = {
             (a["labels"]["alertname"], a["labels"].get("agreement", "")) for a in alerts if a["status"]["inhibitedBy"]
         }
-        if (len(alerts) == 5 and inhibited) or time.monotonic() > deadline:
+        if (len(alerts) == 7 and inhibited) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert {("GatewatchCriticalViolationBackstop", "")} == inhibited
