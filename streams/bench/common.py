@@ -67,6 +67,7 @@ class Bench:
             decisions=f"{prefix}.decisions",
             alerts=f"{prefix}.alerts",
             deadletter=f"{prefix}.deadletter",
+            agreement_decisions=f"{prefix}.agreement-decisions",
         )
         return Settings(
             kafka_bootstrap=self.broker.bootstrap,
