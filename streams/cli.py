@@ -192,10 +192,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from streams.bench import run_bench
+    from streams.bench import run_bench, run_scale_out
 
-    results = run_bench(quick=args.quick, out=args.out, only=args.only)
+    if args.scale_out:
+        results = run_scale_out(args.scale_out, events=args.events, batch_size=args.batch_size, out=args.out)
+    else:
+        results = run_bench(quick=args.quick, out=args.out, only=args.only)
     return 1 if results["errors"] else 0
+
+
+def _worker_counts(text: str) -> list[int]:
+    """`1,2,4` -> [1, 2, 4] for `bench --scale-out`."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected worker counts like 1,2,4, got {text!r}") from None
+    if not counts or any(not 1 <= k <= 64 for k in counts):
+        raise argparse.ArgumentTypeError("worker counts must be between 1 and 64, e.g. 1,2,4")
+    return counts
 
 
 def cmd_rules_validate(args: argparse.Namespace) -> int:
@@ -473,7 +487,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         action="append",
         metavar="NAME",
-        help="run only these benchmarks (engine, live, replay, batched, latency, memory); repeatable",
+        help="run only these benchmarks (engine, offline, live, replay, batched, latency, memory); repeatable",
+    )
+    p.add_argument(
+        "--scale-out",
+        type=_worker_counts,
+        metavar="K,K,...",
+        help="instead of the suite: K workers in one consumer group over one backlog, for each K (e.g. 1,2,4)",
+    )
+    p.add_argument(
+        "--events",
+        type=int,
+        help="--scale-out: backlog size in events (default 200,000 batched, 40,000 single-event messages)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=500,
+        choices=range(1, 1001),
+        metavar="1-1000",
+        help="--scale-out: events per message (default 500; 1 for single-event messages)",
     )
     p.set_defaults(func=cmd_bench)
 
