@@ -32,8 +32,10 @@ from pydantic import ValidationError
 from rules import Engine, PupilLookupBatch, WindowState, load_engine
 from schemas import Agreement, Alert, DeadLetterReason, Issue, MessageRef, issues_from_validation_error
 from schemas.ledger import link_json
+from streams._aiokafka_decode_fix import stop_partition_at_undecodable_batch
 from streams._aiokafka_fix import track_every_sent_topic
 from streams._faust_fix import keep_messages_across_rebalance
+from streams.approvals import ApprovalJudge, FindingsGauge, agreements_in
 from streams.endoffsets import patch_faust_recovery, probe_end_offsets_async
 from streams.exactly_once import PartitionGate, WrittenPositions, read_written
 from streams.kafka import aiokafka_config, faust_broker_options
@@ -43,6 +45,7 @@ from streams.outbox import Outbox
 from streams.processing import AgreementCache, Outcome, Processor, make_dead_letter
 from streams.reload import ServingPack
 from streams.settings import Settings
+from streams.stalls import StoppedPartitions, missing_codecs
 from streams.tables import WriteBehind, install_commit_hook
 from streams.tansu import shorten_fetch_wait
 from streams.timers import TimerGuard
@@ -161,13 +164,20 @@ def build_worker_app(
 
     track_every_sent_topic()
     keep_messages_across_rebalance()
+    t = settings.topics
+    pupil_topic_name = f"{settings.app_id}-pupil-lookups"
+    # A batch the worker cannot decode stops its partition only (the fix's docstring says why and how).
+    roles = {t.access: "access", t.agreements: "agreements", pupil_topic_name: "pupil_lookups"}
+    stopped_partitions = StoppedPartitions(metrics, roles)
+    if missing := missing_codecs():  # an image built without the project's dependencies
+        log.error("codecs_unavailable", codecs=missing, hint="batches in these codecs stop their partitions")
+    stop_partition_at_undecodable_batch(stopped_partitions.stop)
     app = faust.App(settings.app_id, **_faust_options(settings))
     if settings.local_mode:
         # Tansu reports a partition's end offset as the last batch's base offset + 1: without the probe,
         # changelog recovery would stop inside the last batch and lose table updates across a restart.
         patch_faust_recovery(app, functools.partial(probe_end_offsets_async, aiokafka_config(settings)))
         shorten_fetch_wait(app)  # Tansu holds every fetch for its full wait (streams/tansu.py)
-    t = settings.topics
 
     def raw_topic(name: str, partitions: int) -> faust.TopicT:
         # Bytes in and out: the agent decodes itself so that bad input can be dead-lettered intact.
@@ -178,6 +188,7 @@ def build_worker_app(
     decisions = raw_topic(t.decisions, settings.partitions)
     alerts = raw_topic(t.alerts, settings.partitions)
     deadletter = raw_topic(t.deadletter, settings.partitions)
+    agreement_decisions = raw_topic(t.agreement_decisions, 1)
 
     # The register is small and every worker needs all of it: one partition, replicated to all.
     register = app.GlobalTable(
@@ -222,18 +233,29 @@ def build_worker_app(
     window_writes = WriteBehind(windows, state_outbox.put)  # changelog records once per key per commit
     recipient_states = PartitionStates(window_writes, lateness)
     # Cross-recipient rules need all look-ups of one pupil together: re-partition by the pupil's HMAC.
-    pupil_topic_name = f"{settings.app_id}-pupil-lookups"
     pupil_topic = raw_topic(pupil_topic_name, settings.partitions)
     pupil_windows = app.Table("pupil-windows", partitions=settings.partitions, default=None)
     pupil_writes = WriteBehind(pupil_windows, state_outbox.put)
     pupil_states = PartitionStates(pupil_writes, lateness)
 
     outbox.grouped(pupil_topic_name, PupilLookupBatch.wrap)
+    # The agreement decisions' chain tail and the version judged per agreement (streams/approvals.py).
+    agreement_ledger = WriteBehind(app.Table("agreement-ledger", partitions=1, default=None), outbox.put)
+    judge = ApprovalJudge(
+        lambda: pack.engine,
+        metrics,
+        outbox.add,
+        agreement_ledger,
+        decisions_topic=t.agreement_decisions,
+        alerts_topic=t.alerts,
+    )
+    findings_gauge = FindingsGauge(metrics)
 
     def snapshot() -> None:
         """Runs as Faust reads the offsets to commit: the buffered table writes of exactly those events."""
         window_writes.flush()
         pupil_writes.flush()
+        agreement_ledger.flush()
 
     async def before_commit() -> None:
         """Runs before every offset commit: outputs out and acknowledged, then the changelogs, then commit."""
@@ -320,7 +342,7 @@ def build_worker_app(
     @app.task  # type: ignore[untyped-decorator]
     async def declare_outputs() -> None:
         """The output topics are written through the producer: make sure they exist (no-op if they do)."""
-        for topic in (decisions, alerts, deadletter):
+        for topic in (decisions, alerts, deadletter, agreement_decisions):
             try:
                 await topic.maybe_declare()
             except Exception:  # `gatewatch topics create` may have made them already, or the ACLs forbid it
@@ -485,16 +507,15 @@ def build_worker_app(
         for rule_id in pack.sweep_rules:
             metrics.governance_gaps.labels(rule_id).set(open_gaps.get(rule_id, 0))
         for alert in raised:
-            if alert.alert_id not in swept:  # the same gap is refreshed every sweep; count it once
-                swept.add(alert.alert_id)
+            if judge.first_count(alert.alert_id):  # refreshed every sweep (and raised on apply); count it once
                 metrics.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
             await emit(t.alerts, alert.alert_id.encode(), alert.model_dump_json().encode())
         log.info("governance_sweep", agreements=len(agreements), alerts=len(raised))
 
-    swept: set[str] = set()
-
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        stopped_partitions.forget((tp.topic, tp.partition) for tp in revoked)
+
         # Outputs, then the state of every event processed so far, whether or not Faust commits now: the
         # state stays in memory if the partitions come back, so the changelog must hold it too (the window
         # entries skip what they have seen; the outputs skip what is on the topics).
@@ -534,6 +555,8 @@ def build_worker_app(
             if key is not None and key in register:
                 del register[key]
                 log.info("agreement_removed", agreement_id=key)
+            if key is not None:
+                judge.withdrawn(key)
             return
         try:
             agreement = Agreement.model_validate_json(msg.value)
@@ -556,6 +579,8 @@ def build_worker_app(
             return
         register[agreement.agreement_id] = msg.value.decode("utf-8")
         log.info("agreement_loaded", agreement_id=agreement.agreement_id, status=agreement.status.value)
+        if not judge.unchanged(agreement):  # re-published unchanged: judged already, no new page
+            await judge.judge(agreement, ref)
 
     async def _reject_agreement(value: bytes, key: bytes | None, ref: MessageRef, issues: list[Issue]) -> None:
         metrics.dead_letters.labels("agreements", DeadLetterReason.SCHEMA_VIOLATION.value).inc()
@@ -570,6 +595,7 @@ def build_worker_app(
         tally = TallyCounter(a.status.value for k in list(register.keys()) if (a := processor.agreements(k)))
         for status in ("approved", "suspended", "revoked", "rejected"):
             metrics.agreements.labels(status).set(tally.get(status, 0))
+        findings_gauge.refresh(pack.engine, agreements_in(register, processor.agreements))
 
     @app.page("/metrics")
     async def metrics_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
