@@ -279,6 +279,30 @@ def test_pupil_lookups_round_trip_through_json_and_run_pupil_alerts(engine: Engi
     assert [] == engine.pupil_lookups(make_event())  # a research extract is no enforcement lookup
 
 
+def test_a_pupil_lookup_sent_again_after_a_crash_counts_once(engine: Engine) -> None:
+    # The worker re-sends the look-ups of events it processes again; each carries its event's source
+    # position, and the pupil window applies a position once.
+    from schemas import MessageRef
+
+    police = {"agreement_id": None, "pupil_refs": ["SECRET-PUPIL-REF-1"], "record_count": 1}
+    events = [
+        make_event(event_id="l1", occurred_at=_at(0), recipient={"org_id": "police-x", "org_type": "police"}, **police),
+        make_event(event_id="l2", occurred_at=_at(1), recipient={"org_id": "dwp-x", "org_type": "dwp"}, **police),
+    ]
+    lookups = [
+        engine.run(e, None, state=WindowState({}), source=MessageRef(topic="a", partition=2, offset=i)).lookups[0]
+        for i, e in enumerate(events)
+    ]
+    assert [(2, 0, 0), (2, 1, 0)] == [lookup.source for lookup in lookups]
+    state = WindowState({})
+    alerts = []
+    for lookup in [lookups[0], lookups[0], lookups[1], lookups[0], lookups[1]]:  # re-sent after a crash
+        state.at = lookup.source
+        state.advance(lookup.occurred_at.timestamp())
+        alerts += engine.run_pupil(lookup, state)
+    assert [("NPD-REP-02", 1, ("l2",))] == [(a.rule_id, a.count, a.event_ids) for a in alerts]
+
+
 def _police_lookup(event_id: str = "l1") -> AccessEvent:
     return make_event(
         event_id=event_id,
