@@ -222,7 +222,7 @@ def build_worker_app(
         on_delivered=_delivered,
     )
     written = WrittenPositions(
-        functools.partial(read_written, aiokafka_config(settings), t.access, t.decisions, t.deadletter)
+        functools.partial(read_written, aiokafka_config(settings), t.access, t.decisions, t.deadletter, t.alerts)
     )
 
     # Windowed state in event time. Keys start with the recipient org id, the access topic's key, so
@@ -328,8 +328,9 @@ def build_worker_app(
         assert decision.source is not None
         if written.written(partition, (decision.source.offset, decision.source.index or 0)):
             return  # its decision is on the topic, so are its alerts and look-ups (streams/exactly_once.py)
-        for alert in outcome.alerts:
-            await emit(t.alerts, alert.alert_id.encode(), alert.model_dump_json().encode())
+        for alert in outcome.alerts:  # a kill may have left some on the topic after the last decision
+            if not written.alert_written(partition, alert.alert_id, alert.count):
+                await emit(t.alerts, alert.alert_id.encode(), alert.model_dump_json().encode())
         for lookup in outcome.pupil_lookups:  # grouped per partition into PupilLookupBatch records
             lookup_partition = await outbox.partition_for(pupil_topic_name, lookup.pupil_hash.encode())
             outbox.collect(pupil_topic_name, lookup_partition, lookup.model_dump_json().encode())

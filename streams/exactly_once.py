@@ -15,8 +15,10 @@ Why the tails are enough (the order the worker writes in, streams/outbox.py and 
 - the tables' changelogs are sent only after the outputs of the events they cover are acknowledged,
   so window state never holds an event whose decision is missing; the window entries record the
   positions they applied (rules/windows.py) and skip an event they have already seen.
-What remains after a kill: an alert (same `alert_id`) or a pupil look-up sent again when the kill fell
-between its acknowledgement and its decision's; the pupil windows apply a look-up's position once.
+What a kill can leave after the last decision: alerts and pupil look-ups of the next events, acknowledged
+before their decisions were sent. The alerts are recognised by (alert_id, count) among the alert records
+created since shortly before the last decision, and not sent again; the pupil windows apply a look-up's
+position once.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ log = structlog.get_logger("gatewatch.worker")
 Position = tuple[int, int]
 #: Records read per step when scanning a partition backwards for its last matching record.
 SCAN_CHUNK = 500
+#: Alert records are read back to this long before the last decision was created (clock differences).
+ALERT_SCAN_MARGIN_MS = 60_000
+#: The most records read back per alerts partition (a partition never decided before reads from the start).
+ALERT_SCAN_MAX = 50_000
 
 
 @dataclass
@@ -50,6 +56,9 @@ class Written:
     dead: Position | None = None  # the source position of the last dead letter of an access event
     ledger: LedgerState = field(default_factory=LedgerState)  # the tail of the decisions partition's chain
     skipped: int = 0  # outputs not sent again because they were on the topic
+    decided_ms: int | None = None  # when the last decision's record was created (epoch ms)
+    #: (alert_id, count) of the alert records created since shortly before the last decision
+    alerts: set[tuple[str, int]] = field(default_factory=set)
 
 
 def position_of(doc: Mapping[str, Any], topic: str, partition: int) -> Position | None:
@@ -68,7 +77,12 @@ def _later(a: Position | None, b: Position | None) -> Position | None:
 
 
 async def _scan_back(
-    consumer: Any, tp: Any, reported_end: int, wanted: Callable[[dict[str, Any]], bool], timeout: float
+    consumer: Any,
+    tp: Any,
+    reported_end: int,
+    wanted: Callable[[dict[str, Any], Any], bool],
+    timeout: float,
+    most: int | None = None,
 ) -> None:
     """Offer the partition's records to `wanted`, newest first, a chunk at a time, until it returns True.
 
@@ -77,7 +91,7 @@ async def _scan_back(
     """
     stop = reported_end
     deadline = time.monotonic() + timeout
-    while stop > 0:
+    while stop > 0 and (most is None or reported_end - stop < most):
         start = max(0, stop - SCAN_CHUNK)
         consumer.seek(tp, start)
         chunk: list[Any] = []
@@ -94,7 +108,7 @@ async def _scan_back(
                 doc = orjson.loads(record.value) if record.value else None
             except orjson.JSONDecodeError:
                 continue
-            if isinstance(doc, dict) and wanted(doc):
+            if isinstance(doc, dict) and wanted(doc, record):
                 done = True
         if done:
             return
@@ -106,10 +120,16 @@ async def read_written(
     access: str,
     decisions: str,
     deadletter: str,
+    alerts: str,
     partitions: Iterable[int],
     timeout: float = 60.0,
 ) -> dict[int, Written]:
-    """For each access partition, the last decision, the last access dead letter and the ledger tail."""
+    """For each access partition, the last decision, the last access dead letter and the ledger tail,
+    and the alert records created since shortly before the earliest of those last decisions.
+
+    An event's alerts are acknowledged before its decision is sent, so the alerts of the positions
+    after the last decision are all younger than it: the ones a kill left on the topic are among them.
+    """
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import TopicPartition
 
@@ -120,13 +140,15 @@ async def read_written(
     await consumer.start()
     out: dict[int, Written] = {}
     try:
+        await consumer.topics()  # metadata, for the alerts topic's partitions
+        alert_tps = [TopicPartition(alerts, p) for p in sorted(consumer.partitions_for_topic(alerts) or ())]
         tps = [TopicPartition(topic, p) for p in wanted for topic in (decisions, deadletter)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps + alert_tps)
+        ends = await consumer.end_offsets(tps + alert_tps)
         for p in wanted:
             written = out[p] = Written()
 
-            def decision(doc: dict[str, Any], written: Written = written, p: int = p) -> bool:
+            def decision(doc: dict[str, Any], record: Any, written: Written = written, p: int = p) -> bool:
                 link = doc.get("ledger")
                 if written.ledger.seq == 0 and isinstance(link, dict):
                     seq, digest = link.get("seq"), link.get("hash")
@@ -134,16 +156,34 @@ async def read_written(
                         written.ledger = LedgerState(seq=seq + 1, last_hash=digest)
                 # The highest position in the chunk, not the last record's: `gatewatch replay --publish`
                 # may have appended decisions of older events behind the worker's.
-                written.decided = _later(written.decided, position_of(doc, access, p))
+                position = position_of(doc, access, p)
+                if position is not None and (written.decided is None or position > written.decided):
+                    written.decided, written.decided_ms = position, record.timestamp
                 return written.decided is not None and written.ledger.seq > 0
 
-            def dead(doc: dict[str, Any], written: Written = written, p: int = p) -> bool:
+            def dead(doc: dict[str, Any], record: Any, written: Written = written, p: int = p) -> bool:
                 written.dead = _later(written.dead, position_of(doc, access, p))
                 return written.dead is not None
 
             for topic, found in ((decisions, decision), (deadletter, dead)):
                 tp = TopicPartition(topic, p)
                 await _scan_back(consumer, tp, ends[tp], found, timeout)
+        stamps = [w.decided_ms if w.decided_ms is not None else 0 for w in out.values()]
+        since = min(stamps, default=0) - ALERT_SCAN_MARGIN_MS
+        seen: set[tuple[str, int]] = set()
+
+        def alert(doc: dict[str, Any], record: Any) -> bool:
+            if record.timestamp < since:
+                return True  # older than any alert that may follow a last decision: stop after this chunk
+            alert_id, count = doc.get("alert_id"), doc.get("count")
+            if isinstance(alert_id, str) and isinstance(count, int):
+                seen.add((alert_id, count))
+            return False
+
+        for tp in alert_tps:
+            await _scan_back(consumer, tp, ends[tp], alert, timeout, most=ALERT_SCAN_MAX)
+        for w in out.values():
+            w.alerts = seen
     finally:
         await consumer.stop()
     return out
@@ -186,6 +226,14 @@ class WrittenPositions:
         w = self._written[partition]
         last = w.dead if dead_letter else w.decided
         if last is not None and position <= last:
+            w.skipped += 1
+            return True
+        return False
+
+    def alert_written(self, partition: int, alert_id: str, count: int) -> bool:
+        """True if this alert record (its id and count: windowed alerts grow their count) is on the topic."""
+        w = self._written[partition]
+        if (alert_id, count) in w.alerts:
             w.skipped += 1
             return True
         return False

@@ -115,8 +115,20 @@ def test_positions_at_or_before_the_last_written_output_are_done_per_kind() -> N
         positions.written(0, (8, 0), dead_letter=True),
     ]
     assert LedgerState(11, "a" * 64) == positions.ledger(0)
+    assert [False] == [positions.alert_written(0, "w1", 2)]
     assert LedgerState(0, GENESIS) == positions.ledger(1)  # nothing written yet: the chain starts at genesis
     assert not positions.written(1, (0, 0))
+
+
+def test_an_alert_record_already_on_the_topic_is_recognised_by_its_id_and_count() -> None:
+    positions = _positions(p0=Written(decided=(10, 0), alerts={("w1", 2), ("s1", 1)}))
+    asyncio.run(positions.load([0]))
+    assert [True, False, True, False] == [
+        positions.alert_written(0, "w1", 2),
+        positions.alert_written(0, "w1", 4),  # the same window, a later alert record
+        positions.alert_written(0, "s1", 1),
+        positions.alert_written(0, "s2", 1),
+    ]
 
 
 def test_the_gate_holds_events_during_a_revocation_and_refuses_partitions_no_longer_assigned() -> None:
@@ -149,7 +161,7 @@ def test_the_gate_holds_events_during_a_revocation_and_refuses_partitions_no_lon
 @pytest.mark.integration
 def test_read_written_finds_the_last_decision_dead_letter_and_link_behind_other_records(broker: EmbeddedBroker) -> None:
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    admin.create_topics([NewTopic("eo.decisions", 2, 1), NewTopic("eo.deadletter", 2, 1)])
+    admin.create_topics([NewTopic("eo.decisions", 2, 1), NewTopic("eo.deadletter", 2, 1), NewTopic("eo.alerts", 3, 1)])
     admin.close()
 
     def decision(offset: int, index: int | None, seq: int) -> bytes:
@@ -171,12 +183,20 @@ def test_read_written_finds_the_last_decision_dead_letter_and_link_behind_other_
                 await producer.send("eo.deadletter", dead("eo.access", 5000 + i), partition=0)
             for i in range(700):
                 await producer.send("eo.deadletter", dead("eo.agreements", i), partition=0)
+            for i, count in enumerate((1, 1, 2)):  # alerts of events after the last decision, left by a kill
+                alert = json.dumps({"alert_id": f"a{i % 2}", "count": count}).encode()
+                await producer.send("eo.alerts", alert, partition=i)
             await producer.flush()
         finally:
             await producer.stop()
         config = {"bootstrap_servers": broker.bootstrap}
-        return await read_written(config, "eo.access", "eo.decisions", "eo.deadletter", [0, 1])
+        return await read_written(config, "eo.access", "eo.decisions", "eo.deadletter", "eo.alerts", [0, 1])
 
     found = asyncio.run(run())
-    assert Written(decided=(399, 2), dead=(5002, 0), ledger=LedgerState(1200, f"{1199:064x}")) == found[0]
-    assert Written() == found[1]
+    assert ((399, 2), (5002, 0), LedgerState(1200, f"{1199:064x}")) == (
+        found[0].decided,
+        found[0].dead,
+        found[0].ledger,
+    )
+    assert {("a0", 1), ("a1", 1), ("a0", 2)} == found[0].alerts == found[1].alerts
+    assert (None, None, LedgerState()) == (found[1].decided, found[1].dead, found[1].ledger)
