@@ -17,7 +17,7 @@ Why the tails are enough (the order the worker writes in, streams/outbox.py and 
   positions they applied (rules/windows.py) and skip an event they have already seen.
 What a kill can leave after the last decision: alerts and pupil look-ups of the next events, acknowledged
 before their decisions were sent. The alerts are recognised by (alert_id, count) among the alert records
-created since shortly before the last decision, and not sent again; the pupil windows apply a look-up's
+created around the last decision, and not sent again; the pupil windows apply a look-up's
 position once.
 """
 
@@ -42,9 +42,12 @@ log = structlog.get_logger("gatewatch.worker")
 Position = tuple[int, int]
 #: Records read per step when scanning a partition backwards for its last matching record.
 SCAN_CHUNK = 500
-#: Alert records are read back to this long before the last decision was created (clock differences).
-ALERT_SCAN_MARGIN_MS = 60_000
-#: The most records read back per alerts partition (a partition never decided before reads from the start).
+#: Alert records are read from this long before the last decision was created (clock differences)...
+ALERT_SCAN_BEFORE_MS = 60_000
+#: ... to this long after it (a kill leaves alerts acknowledged moments after it: their decisions wait
+#: only for them and for the look-ups' linger).
+ALERT_SCAN_AFTER_MS = 300_000
+#: The most records read per alerts partition and time window.
 ALERT_SCAN_MAX = 50_000
 
 
@@ -82,7 +85,6 @@ async def _scan_back(
     reported_end: int,
     wanted: Callable[[dict[str, Any], Any], bool],
     timeout: float,
-    most: int | None = None,
 ) -> None:
     """Offer the partition's records to `wanted`, newest first, a chunk at a time, until it returns True.
 
@@ -91,7 +93,7 @@ async def _scan_back(
     """
     stop = reported_end
     deadline = time.monotonic() + timeout
-    while stop > 0 and (most is None or reported_end - stop < most):
+    while stop > 0:
         start = max(0, stop - SCAN_CHUNK)
         consumer.seek(tp, start)
         chunk: list[Any] = []
@@ -125,10 +127,10 @@ async def read_written(
     timeout: float = 60.0,
 ) -> dict[int, Written]:
     """For each access partition, the last decision, the last access dead letter and the ledger tail,
-    and the alert records created since shortly before the earliest of those last decisions.
+    and the alert records created around those last decisions.
 
-    An event's alerts are acknowledged before its decision is sent, so the alerts of the positions
-    after the last decision are all younger than it: the ones a kill left on the topic are among them.
+    An event's alerts are acknowledged before its decision is sent, and that decision waits for little
+    else, so the alerts a kill left after the last decision were created moments after it.
     """
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import TopicPartition
@@ -168,25 +170,66 @@ async def read_written(
             for topic, found in ((decisions, decision), (deadletter, dead)):
                 tp = TopicPartition(topic, p)
                 await _scan_back(consumer, tp, ends[tp], found, timeout)
-        stamps = [w.decided_ms if w.decided_ms is not None else 0 for w in out.values()]
-        since = min(stamps, default=0) - ALERT_SCAN_MARGIN_MS
-        seen: set[tuple[str, int]] = set()
-
-        def alert(doc: dict[str, Any], record: Any) -> bool:
-            if record.timestamp < since:
-                return True  # older than any alert that may follow a last decision: stop after this chunk
-            alert_id, count = doc.get("alert_id"), doc.get("count")
-            if isinstance(alert_id, str) and isinstance(count, int):
-                seen.add((alert_id, count))
-            return False
-
-        for tp in alert_tps:
-            await _scan_back(consumer, tp, ends[tp], alert, timeout, most=ALERT_SCAN_MAX)
+        seen = await _alerts_around(consumer, alert_tps, ends, [w.decided_ms for w in out.values()], timeout)
         for w in out.values():
             w.alerts = seen
     finally:
         await consumer.stop()
     return out
+
+
+def _windows(stamps: Iterable[int | None]) -> list[tuple[int, int]]:
+    """The time windows (epoch ms) around the last decisions in which a kill can have left alerts, merged."""
+    spans = sorted((t - ALERT_SCAN_BEFORE_MS, t + ALERT_SCAN_AFTER_MS) for t in stamps if t is not None)
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _alert_key(value: bytes | None) -> tuple[str, int] | None:
+    try:
+        doc = orjson.loads(value) if value else None
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("alert_id"), str) and isinstance(doc.get("count"), int):
+        return doc["alert_id"], doc["count"]
+    return None
+
+
+async def _alerts_around(
+    consumer: Any, tps: list[Any], ends: Mapping[Any, int], stamps: list[int | None], timeout: float
+) -> set[tuple[str, int]]:
+    """(alert_id, count) of the alert records created in the windows around the last decisions.
+
+    A partition never decided has no window: a kill before its first decision may repeat an alert.
+    """
+    seen: set[tuple[str, int]] = set()
+    deadline = time.monotonic() + timeout
+    for start_ms, end_ms in _windows(stamps):
+        starts = await consumer.offsets_for_times(dict.fromkeys(tps, start_ms))
+        for tp in tps:
+            found = starts.get(tp)
+            if found is None:
+                continue  # nothing created since the window opened
+            consumer.seek(tp, found.offset)
+            read, last, inside = 0, found.offset - 1, True
+            # Until past the window, the cap, or the (reported) end, whose last batch comes whole.
+            target = max(ends[tp], found.offset + 1)
+            while inside and last < target - 1 and read < ALERT_SCAN_MAX:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {tp.topic}[{tp.partition}] took over {timeout} s")
+                for record in (await consumer.getmany(tp, timeout_ms=200)).get(tp, []):
+                    last, read = record.offset, read + 1
+                    if record.timestamp > end_ms:
+                        inside = False
+                        break
+                    if (key := _alert_key(record.value)) is not None:
+                        seen.add(key)
+    return seen
 
 
 class WrittenPositions:
