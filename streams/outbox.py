@@ -60,6 +60,7 @@ class Outbox:
         self._open: dict[tuple[str, int], Any] = {}  # (topic, partition) -> BatchBuilder being filled
         self._full: list[tuple[str, int, Any]] = []  # builders that filled up, in order
         self._held: list[tuple[str, int, Any]] = []  # last-topic builders waiting for the others, in order
+        self._release: asyncio.Future[bool] | None = None  # submits the last-topic builders of the latest send
         self._first_at: float | None = None
         self._partitions: dict[str, int] = {}
         self._lock = asyncio.Lock()
@@ -147,8 +148,9 @@ class Outbox:
         """Submit every builder to the producer, in order; returns how many batches went out.
 
         Grouped items are wrapped first if they are due, or if `everything` (before an offset commit).
-        Records of `last_topics` go out after the others are acknowledged, and wait for a later call when
-        grouped items are still unwrapped or another send failed (never with `everything` and no failure).
+        Records of `last_topics` go out after the others are acknowledged (in the background; `everything`
+        waits for them too), and wait for a later call while grouped items are still unwrapped. After a
+        failed send none goes out (the failure also stops every later commit).
         """
         async with self._lock:
             if self._grouped_at is not None and (
@@ -165,17 +167,39 @@ class Outbox:
             producer = self._producer()
             futures = [await self._submit(producer, batch) for batch in first]
             if last and unwrapped:  # due again when the items are
-                self._hold(last)
-                return len(first)
-            if last and futures:
-                # Done futures only: a failed send is recorded by on_delivered and stops the next commit.
-                await asyncio.wait(futures)
-                if any(not f.cancelled() and f.exception() is not None for f in futures):
-                    self._hold(last)  # (the failure also stops the next commit)
-                    return len(first)
-            for batch in last:
-                await self._submit(producer, batch)
-            return len(batches)
+                self._held = last + self._held
+            elif last:
+                # Released once `futures` are acknowledged, after the previous release: the caller (the
+                # agent) goes on meanwhile instead of waiting a round trip.
+                self._release = asyncio.ensure_future(self._release_after(self._release, futures, last))
+        if everything:
+            await self.drain()
+        return len(batches)
+
+    async def drain(self) -> None:
+        """Wait until every last-topic record released so far is submitted (or held after a failure)."""
+        while self._release is not None and not self._release.done():
+            await asyncio.shield(self._release)
+
+    async def _release_after(
+        self, previous: asyncio.Future[bool] | None, futures: list[asyncio.Future[Any]], last: list[Any]
+    ) -> bool:
+        try:
+            ok = await previous if previous is not None else True
+        except Exception:  # it failed to submit: the same as a failed send (its exception is the commit's)
+            ok = False
+        if futures:
+            await asyncio.wait(futures)
+            # A failed send is recorded by on_delivered and stops the next commit; nothing of a last topic
+            # goes out after it, so no decision can be on the topic without its event's other outputs.
+            ok = ok and not any(not f.cancelled() and f.exception() is not None for f in futures)
+        if not ok:
+            self._held.extend(last)  # in release order
+            return False
+        producer = self._producer()
+        for batch in last:
+            await self._submit(producer, batch)
+        return True
 
     async def _submit(self, producer: Any, batch: tuple[str, int, Any]) -> asyncio.Future[Any]:
         topic, partition, builder = batch
@@ -183,7 +207,3 @@ class Outbox:
         if self._on_delivered is not None:
             fut.add_done_callback(self._on_delivered)
         return fut
-
-    def _hold(self, batches: list[tuple[str, int, Any]]) -> None:
-        """Keep unsent builders for the next send, ahead of anything added meanwhile (order per partition)."""
-        self._held = batches + self._held

@@ -53,7 +53,8 @@ def test_a_decision_is_submitted_only_after_the_other_outputs_of_its_event_are_a
         await asyncio.sleep(0.01)
         assert ["alerts"] == _topics(producer)  # the decision waits for the alert's acknowledgement
         producer.futures[0].set_result(None)
-        await sending
+        await sending  # the agent is not held up meanwhile: the decision goes out in the background
+        await outbox.drain()
         assert ["alerts", "decisions"] == _topics(producer)
 
     asyncio.run(run())
