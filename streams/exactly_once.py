@@ -170,7 +170,11 @@ async def read_written(
             for topic, found in ((decisions, decision), (deadletter, dead)):
                 tp = TopicPartition(topic, p)
                 await _scan_back(consumer, tp, ends[tp], found, timeout)
-        seen = await _alerts_around(consumer, alert_tps, ends, [w.decided_ms for w in out.values()], timeout)
+        try:
+            seen = await _alerts_around(consumer, alert_tps, ends, [w.decided_ms for w in out.values()], timeout)
+        except Exception:  # worth a repeated alert record (same alert_id), never a stopped partition
+            log.exception("alerts_scan_failed")
+            seen = set()
         for w in out.values():
             w.alerts = seen
     finally:
@@ -216,17 +220,22 @@ async def _alerts_around(
             if found is None:
                 continue  # nothing created since the window opened
             consumer.seek(tp, found.offset)
-            read, last, inside = 0, found.offset - 1, True
-            # Until past the window, the cap, or the (reported) end, whose last batch comes whole.
+            read, last, inside, idle = 0, found.offset - 1, True, 0
+            # Until past the window, the cap, or the end: the reported one, whose last batch comes whole, or
+            # none coming (a broker may answer a time after the last record with the end offset).
             target = max(ends[tp], found.offset + 1)
-            while inside and last < target - 1 and read < ALERT_SCAN_MAX:
+            while inside and last < target - 1 and read < ALERT_SCAN_MAX and idle < 2:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"reading {tp.topic}[{tp.partition}] took over {timeout} s")
-                for record in (await consumer.getmany(tp, timeout_ms=200)).get(tp, []):
+                records = (await consumer.getmany(tp, timeout_ms=200)).get(tp, [])
+                idle = 0 if records else idle + 1
+                for record in records:
                     last, read = record.offset, read + 1
                     if record.timestamp > end_ms:
                         inside = False
                         break
+                    if record.timestamp < start_ms:
+                        continue  # a broker may answer with the start of a batch, or with any earlier offset
                     if (key := _alert_key(record.value)) is not None:
                         seen.add(key)
     return seen

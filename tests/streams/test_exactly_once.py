@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -162,7 +163,7 @@ def test_the_gate_holds_events_during_a_revocation_and_refuses_partitions_no_lon
 @pytest.mark.integration
 def test_read_written_finds_the_last_decision_dead_letter_and_link_behind_other_records(broker: EmbeddedBroker) -> None:
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    admin.create_topics([NewTopic("eo.decisions", 2, 1), NewTopic("eo.deadletter", 2, 1), NewTopic("eo.alerts", 3, 1)])
+    admin.create_topics([NewTopic("eo.decisions", 2, 1), NewTopic("eo.deadletter", 2, 1), NewTopic("eo.alerts", 4, 1)])
     admin.close()
 
     def decision(offset: int, index: int | None, seq: int) -> bytes:
@@ -187,6 +188,9 @@ def test_read_written_finds_the_last_decision_dead_letter_and_link_behind_other_
             for i, count in enumerate((1, 1, 2)):  # alerts of events after the last decision, left by a kill
                 alert = json.dumps({"alert_id": f"a{i % 2}", "count": count}).encode()
                 await producer.send("eo.alerts", alert, partition=i)
+            # An alert record from long before: outside the window, and its partition has nothing after it.
+            old = json.dumps({"alert_id": "old", "count": 1}).encode()
+            await producer.send("eo.alerts", old, partition=3, timestamp_ms=int(time.time() * 1000) - 3_600_000)
             await producer.flush()
         finally:
             await producer.stop()
