@@ -30,17 +30,15 @@ from pydantic import ValidationError
 from rules import Engine, PupilLookupBatch, WindowState, load_engine
 from schemas import Agreement, Alert, DeadLetterReason, Issue, MessageRef, issues_from_validation_error
 from schemas.ledger import LedgerState, link_json
-from streams._aiokafka_fix import track_every_sent_topic
-from streams._faust_fix import keep_messages_across_rebalance
-from streams.endoffsets import patch_faust_recovery, probe_end_offsets_async
+from streams import _compat
+from streams.endoffsets import probe_end_offsets_async
 from streams.kafka import aiokafka_config, faust_broker_options
 from streams.metrics import Metrics
 from streams.outbox import Outbox
 from streams.processing import AgreementCache, Outcome, Processor, make_dead_letter
 from streams.reload import ServingPack
 from streams.settings import Settings
-from streams.tables import WriteBehind, install_commit_hook
-from streams.tansu import shorten_fetch_wait
+from streams.tables import WriteBehind
 
 __all__ = ["WorkerApp", "build_worker_app", "faust_worker"]
 
@@ -165,14 +163,13 @@ def build_worker_app(
     metrics = Metrics(registry, gateways=engine.catalogue.gateways, purposes=engine.catalogue.purposes)
     pack = ServingPack(engine, metrics, pack_dir=settings.rule_pack_dir, pupil_key=key)
 
-    track_every_sent_topic()
-    keep_messages_across_rebalance()
+    _compat.install()  # every third-party patch, for the process's lifetime; refuses unpinned versions
     app = faust.App(settings.app_id, **_faust_options(settings))
     if settings.local_mode:
         # Tansu reports a partition's end offset as the last batch's base offset + 1: without the probe,
         # changelog recovery would stop inside the last batch and lose table updates across a restart.
-        patch_faust_recovery(app, functools.partial(probe_end_offsets_async, aiokafka_config(settings)))
-        shorten_fetch_wait(app)  # Tansu holds every fetch for its full wait (streams/tansu.py)
+        _compat.use_end_probe(app, functools.partial(probe_end_offsets_async, aiokafka_config(settings)))
+        _compat.shorten_fetch_wait(app)  # Tansu holds every fetch for its full wait (streams/_compat/fetch_wait.py)
     t = settings.topics
 
     def raw_topic(name: str, partitions: int) -> faust.TopicT:
@@ -256,7 +253,7 @@ def build_worker_app(
                     send_failures.append(f"{type(exc).__name__}: {exc}")
                     log.exception("outbox_send_failed")
 
-    install_commit_hook(app, before_commit, snapshot=snapshot)
+    _compat.add_commit_hooks(app, before_commit, snapshot=snapshot)
 
     register_overlay: dict[str, str | None] = {}  # agreement id -> JSON (None: withdrawn), read directly
     overlay_until = [0]  # the overlay stands until the register agent has applied up to this offset
@@ -325,7 +322,7 @@ def build_worker_app(
         async for event in stream.events():
             # Every await of this loop comes before the event changes any state: the previous event is
             # acknowledged by now, so a commit that runs meanwhile snapshots the state of exactly the
-            # events its offsets cover (streams/tables.py, install_commit_hook).
+            # events its offsets cover (streams/_compat/commit_hook.py).
             if outbox.due():
                 await outbox.send()
             if time.monotonic() - last_flush >= COMMIT_PAUSE_INTERVAL:

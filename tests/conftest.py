@@ -16,6 +16,23 @@ from streams.settings import Settings, TopicNames
 _counter = itertools.count()
 
 
+@pytest.fixture
+def unpatched_libraries() -> Iterator[None]:
+    """No third-party patch installed during the test, and the process's patches as they were after it.
+
+    A patch test that starts here cannot pass because an earlier test (or a worker app built in this
+    process) left the patch installed.
+    """
+    from streams import _compat
+
+    reinstall = _compat.uninstall()
+    try:
+        yield
+    finally:
+        _compat.uninstall()
+        reinstall()
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     """A real Tansu broker on a free loopback port, for the whole session."""
