@@ -169,7 +169,7 @@ def run(events: int = 10000, seed: int = 7) -> dict[str, Any]:
             pack.name, pack.version, pack.engine_version, pack.description, pack.sha256, rules, pack.catalogue
         )
         engine = Engine(subset)
-    catalogue = engine.catalogue
+    catalogue, views = engine.catalogue, engine.views
     names = sorted(set().union(*(f for _, _, f in programs)))
     getters = [(_ident(n), FACTS[n].getter) for n in names]
     # Each program gets an activation of only the facts it names: CEL converts the whole mapping per call.
@@ -177,7 +177,7 @@ def run(events: int = 10000, seed: int = 7) -> dict[str, Any]:
     ts = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
     def cel_event(event: AccessEvent, agreement: Agreement | None) -> list[str]:
-        facts = Facts(event, agreement, catalogue)
+        facts = Facts(event, agreement, catalogue, views)
         values = {ident: _cel_value(get(facts)) for ident, get in getters}
         return [rule.id for rule, program, idents in plans if program.execute({i: values[i] for i in idents})]
 

@@ -23,7 +23,7 @@ from rules._problems import Problem
 from rules._windowed import Observation, observe
 from rules.catalogue import Catalogue
 from rules.exceptions import RulePackError
-from rules.facts import LONDON, Facts, index_key
+from rules.facts import LONDON, CatalogueViews, Facts, index_key
 from rules.inhibit import apply_inhibitions, inhibition_edges
 from rules.loader import LoadedPack, Rule, load_pack
 from rules.windows import WindowState
@@ -148,6 +148,7 @@ class Engine:
         "catalogue",
         "pack",
         "rules",
+        "views",
     )
 
     def __init__(self, loaded: LoadedPack, *, pupil_key: bytes | None = None, indexed: bool = True) -> None:
@@ -157,6 +158,8 @@ class Engine:
         self.pack = PackRef(name=loaded.name, version=loaded.version, sha256=loaded.sha256)
         self.rules: tuple[Rule, ...] = loaded.rules
         self.catalogue: Catalogue = loaded.catalogue
+        #: Views of the catalogue's codes and memos of agreements and field lists, kept across events.
+        self.views = CatalogueViews(self.catalogue)
         self._active: tuple[Rule, ...] = tuple(r for r in loaded.rules if r.enabled)
         self._by_id = {r.id: r for r in loaded.rules}
         self._index = {r.id: i for i, r in enumerate(loaded.rules)}
@@ -209,7 +212,7 @@ class Engine:
         """
         if state is not None:
             return self.run(event, agreement, state=state, evaluated_at=evaluated_at, source=source).decision
-        facts = Facts(event, agreement, self.catalogue)
+        facts = Facts(event, agreement, self.catalogue, self.views)
         violations: list[Violation] = []
         errors: list[Issue] = []
         self._stateless_pass(facts, index_key(facts), violations, errors)
@@ -218,7 +221,7 @@ class Engine:
     def _stateless_pass(
         self, facts: Facts, key: tuple[Any, ...], violations: list[Violation], errors: list[Issue]
     ) -> None:
-        for rule, condition in self._stateless_index.candidates(key, facts.av):
+        for rule, condition in self._stateless_index.candidates(key, facts.agreement_view):
             try:
                 if not condition(facts):
                     continue
@@ -302,7 +305,7 @@ class Engine:
         Windowed alerts follow the de-duplication policy: one alert id per (rule, key, window), emitted
         when the window's count of events over threshold is 1, 2, 4, 8, ...
         """
-        facts = Facts(event, agreement, self.catalogue)
+        facts = Facts(event, agreement, self.catalogue, self.views)
         violations: list[Violation] = []
         errors: list[Issue] = []
         key = index_key(facts)
@@ -311,7 +314,7 @@ class Engine:
         windowed_alerts: list[Alert] = []
         if state is not None and self._windowed:
             t = event.occurred_at.timestamp()
-            for rule, condition in self._windowed_index.candidates(key, facts.av):
+            for rule, condition in self._windowed_index.candidates(key, facts.agreement_view):
                 try:
                     if not condition(facts):
                         continue
@@ -412,7 +415,7 @@ class Engine:
         """One PupilLookup per distinct pupil ref of the event, for the `per: pupil` rules whose condition matches."""
         if not self._pupil or not event.pupil_refs:
             return []
-        return self._lookups(Facts(event, agreement, self.catalogue))
+        return self._lookups(Facts(event, agreement, self.catalogue, self.views))
 
     def _lookups(self, facts: Facts) -> list[PupilLookup]:
         event = facts.event
@@ -457,7 +460,7 @@ class Engine:
             purpose=lookup.purpose,
             pupil_refs=None,
         )
-        return Facts(event, None, self.catalogue)
+        return Facts(event, None, self.catalogue, self.views)
 
     def _pupil_observations(
         self, lookup: PupilLookup, state: WindowState, errors: list[Issue]
@@ -508,7 +511,7 @@ class Engine:
             raise ValueError("sweep needs a timezone-aware `now`; pass dt.datetime.now(dt.UTC)")
         out: list[Alert] = []
         for agreement in agreements:
-            facts = Facts.for_sweep(agreement, self.catalogue, now)
+            facts = Facts.for_sweep(agreement, self.catalogue, now, self.views)
             for rule in self._sweep:
                 try:
                     if not rule.condition(facts):
