@@ -16,6 +16,13 @@ from streams.settings import Settings, TopicNames
 _counter = itertools.count()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the embedded broker is an integration test, marked or not (`make test-fast`)."""
+    for item in items:
+        if "broker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture
 def unpatched_libraries() -> Iterator[None]:
     """No third-party patch installed during the test, and the process's patches as they were after it.
