@@ -133,3 +133,15 @@ def test_the_worker_app_installs_every_patch(unpatched_libraries: None, tmp_path
 
     build_worker_app(Settings(kafka_bootstrap="127.0.0.1:9", data_dir=tmp_path))
     assert [p.name for p in PATCHES if not p.is_installed()] == []
+
+
+def test_the_worker_command_refuses_to_start_on_an_unpinned_version(
+    unpatched_libraries: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from streams.cli import main
+
+    monkeypatch.setattr(_compat, "installed_versions", lambda: {**_compat.EXPECTED_VERSIONS, "aiokafka": "0.13.0"})
+    monkeypatch.setenv("GATEWATCH_DATA_DIR", str(tmp_path))
+    assert 2 == main(["worker", "--bootstrap", "127.0.0.1:9"])
+    assert "aiokafka 0.13.0 (expected 0.14.0)" in capsys.readouterr().err
+    assert [p.name for p in PATCHES if p.is_installed()] == []
