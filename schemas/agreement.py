@@ -45,7 +45,7 @@ class Agreement(Contract):
     @model_validator(mode="after")
     def _valid_period(self) -> Agreement:
         if self.valid_until < self.valid_from:
-            raise ValueError(f"valid_until {self.valid_until} is before valid_from {self.valid_from}")
+            raise ValueError("valid_until is before valid_from")  # names the fields, never their values
         return self
 
     def active_on(self, day: dt.date) -> bool:

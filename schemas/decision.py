@@ -147,12 +147,22 @@ class Alert(Contract):
 
 
 class DeadLetter(Contract):
-    """A consumed message that could not be evaluated, kept byte for byte with the reason."""
+    """A consumed message that could not be evaluated, kept byte for byte with the reason.
+
+    A dead letter always fits the output topic's size limit: when the original would not, `value_b64`
+    holds its first bytes only, `truncated` is true, and `value_length` and `value_sha256` describe the
+    whole original (find it again on the source topic at `source`).
+    """
 
     schema_version: Literal["1"] = "1"
     source: MessageRef
     key_b64: str | None = Field(default=None, description="Original key, base64")
-    value_b64: str = Field(description="Original value bytes, base64")
+    value_b64: str = Field(description="Original value bytes, base64 (the first bytes only when `truncated`)")
+    truncated: bool = Field(default=False, description="True when value_b64 holds only the start of the original")
+    value_length: int | None = Field(default=None, ge=0, description="Length in bytes of the whole original value")
+    value_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the whole original value"
+    )
     reason: DeadLetterReason
     errors: tuple[Issue, ...] = Field(default=(), max_length=MAX_LIST)
     received_at: AwareDatetime

@@ -39,7 +39,9 @@ class Actor(Contract):
     @classmethod
     def _ip_address(cls, value: str | None) -> str | None:
         if value is not None and not _is_ip_address(value):
-            ipaddress.ip_address(value)  # raises: the ValueError names the problem
+            # Never ipaddress's own message: it quotes the value, which may be a pupil reference sent here
+            # by mistake, and the message travels into dead letters and logs.
+            raise ValueError("is not an IPv4 or IPv6 address")
         return value
 
 

@@ -17,7 +17,7 @@ import functools
 import signal
 import time
 from collections import Counter as TallyCounter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,11 +34,13 @@ from streams import _compat
 from streams.endoffsets import probe_end_offsets_async
 from streams.kafka import aiokafka_config, faust_broker_options
 from streams.metrics import Metrics
+from streams.offline import lateness_of, pupil_key_of
 from streams.outbox import Outbox
 from streams.processing import AgreementCache, Outcome, Processor, make_dead_letter
 from streams.reload import ServingPack
 from streams.settings import Settings
 from streams.tables import WriteBehind
+from streams.timers import TimerGuard
 
 __all__ = ["WorkerApp", "build_worker_app", "faust_worker"]
 
@@ -48,6 +50,8 @@ log = structlog.get_logger("gatewatch.worker")
 COMMIT_PAUSE_INTERVAL = 1.0
 #: How long the first event may wait while the unapplied agreements are read from their topic.
 REGISTER_WAIT_SECONDS = 60.0
+#: How long the lag timer (every 5 s) waits for the partitions' end offsets before it gives up the tick.
+LAG_QUERY_TIMEOUT = 4.0
 #: The longest an output record waits in the outbox before it is sent (streams/outbox.py).
 OUTBOX_LINGER_SECONDS = 0.005
 
@@ -135,32 +139,19 @@ def faust_worker(app: faust.App, loglevel: str) -> Any:
     return worker
 
 
-def guarded(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-    """A timer body whose failure is logged, not fatal: an exception in a Faust timer crashes the app
-    (seen when the broker froze and an offsets query timed out)."""
-
-    @functools.wraps(fn)
-    async def run() -> None:
-        try:
-            await fn()
-        except Exception:
-            log.exception("timer_failed", timer=fn.__name__)
-
-    return run
-
-
 def build_worker_app(
     settings: Settings,
     *,
     engine: Engine | None = None,
     registry: CollectorRegistry | None = None,
 ) -> WorkerApp:
-    key = settings.pupil_hmac_key.get_secret_value().encode() if settings.pupil_hmac_key else None
+    key = pupil_key_of(settings)  # the same key as `check` and `replay` (streams/offline.py)
     if key is None:
         log.warning("pupil_hmac_key_unset", hint="set GATEWATCH_PUPIL_HMAC_KEY in production")
     engine = engine or load_engine(settings.rule_pack_dir, pupil_key=key)
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry, gateways=engine.catalogue.gateways, purposes=engine.catalogue.purposes)
+    guarded = TimerGuard(metrics.timer_failures)  # a failing timer: one line and a metric (streams/timers.py)
     pack = ServingPack(engine, metrics, pack_dir=settings.rule_pack_dir, pupil_key=key)
 
     _compat.install()  # every third-party patch, for the process's lifetime; refuses unpinned versions
@@ -211,7 +202,7 @@ def build_worker_app(
     # Windowed state in event time. Keys start with the recipient org id, the access topic's key, so
     # each entry lives in the partition of the events that update it; changelogs make it survive
     # restarts and WindowState expires it once event time has moved past the window.
-    lateness = dt.timedelta(days=settings.window_lateness_days)
+    lateness = lateness_of(settings)
     windows = app.Table("windows", partitions=settings.partitions, default=None)
     window_writes = WriteBehind(windows, outbox.put)  # changelog records once per key per commit
     recipient_states = PartitionStates(window_writes, lateness)
@@ -287,6 +278,7 @@ def build_worker_app(
         metrics,
         max_message_bytes=settings.max_message_bytes,
         max_future_skew=dt.timedelta(seconds=settings.max_future_skew_seconds),
+        dead_letter_max_bytes=settings.producer_batch_bytes,  # under the broker's limit, like every batch
     )
 
     async def send_outcome(outcome: Outcome, key: bytes | None, partition: int) -> None:
@@ -347,6 +339,7 @@ def build_worker_app(
                     ref,
                     DeadLetterReason.ENGINE_ERROR,
                     [Issue(loc="$", message=f"evaluation failed: {type(exc).__name__}", type="engine_error")],
+                    max_bytes=settings.producer_batch_bytes,
                 )
                 metrics.dead_letters.labels("access", DeadLetterReason.ENGINE_ERROR.value).inc()
                 await send_outcome(Outcome(dead_letter=dead), msg.key, msg.partition)  # a failure here is fatal
@@ -428,9 +421,10 @@ def build_worker_app(
     async def refresh_lag() -> None:
         """Lag per assigned access partition: the stalled-partition watchdog alerts on it."""
         tps = [tp for tp in app.consumer.assignment() if tp.topic == t.access]
-        if not tps:
-            return
-        ends = await app.consumer.highwaters(*tps)
+        if not tps or getattr(app.consumer, "_commit_fut", None) is not None:
+            return  # a commit is talking to the broker: the lag waits a tick rather than queue behind it
+        # Bounded below the timer's interval, so one tick never runs into the next or a later commit.
+        ends = await asyncio.wait_for(app.consumer.highwaters(*tps), LAG_QUERY_TIMEOUT)
         for tp in tps:
             position = processed.get(tp.partition)
             if position is None:
@@ -524,7 +518,7 @@ def build_worker_app(
                     Issue(
                         loc="agreement_id",
                         type="key_mismatch",
-                        message=f"record key {key!r} differs from agreement_id {agreement.agreement_id!r}",
+                        message="the record key differs from agreement_id",  # never the values
                     )
                 ],
             )
@@ -534,7 +528,9 @@ def build_worker_app(
 
     async def _reject_agreement(value: bytes, key: bytes | None, ref: MessageRef, issues: list[Issue]) -> None:
         metrics.dead_letters.labels("agreements", DeadLetterReason.SCHEMA_VIOLATION.value).inc()
-        dead = make_dead_letter(value, key, ref, DeadLetterReason.SCHEMA_VIOLATION, issues)
+        dead = make_dead_letter(
+            value, key, ref, DeadLetterReason.SCHEMA_VIOLATION, issues, max_bytes=settings.producer_batch_bytes
+        )
         await emit(t.deadletter, key, dead.model_dump_json().encode())
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]  # faust ships no types for timer

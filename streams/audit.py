@@ -7,13 +7,14 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 from schemas.ledger import PartitionReport, verify_partition
 from streams.endoffsets import probe_end_offsets
 from streams.kafka import kafka_python_config
 from streams.settings import Settings
 
-__all__ = ["read_decisions_topic", "verify_export", "verify_records", "verify_topic"]
+__all__ = ["export_topic", "read_decisions_topic", "verify_export", "verify_records", "verify_topic"]
 
 
 def verify_records(by_partition: dict[int, list[tuple[int, bytes]]]) -> list[PartitionReport]:
@@ -45,6 +46,23 @@ def read_decisions_topic(settings: Settings, timeout: float = 30.0) -> dict[int,
 
 def verify_topic(settings: Settings) -> list[PartitionReport]:
     return verify_records(read_decisions_topic(settings))
+
+
+def export_topic(settings: Settings, out: IO[bytes]) -> dict[int, int]:
+    """Write the decisions topic as `audit verify --file` reads it; the number of decisions per partition.
+
+    One decision per line, byte for byte as on the topic (a decision's hash covers its exact JSON),
+    partition after partition, each in offset order.
+    """
+    counts: dict[int, int] = {}
+    for partition, records in sorted(read_decisions_topic(settings).items()):
+        counts[partition] = 0
+        for _, raw in records:
+            if raw is None:
+                continue  # a tombstone is no decision (the topic is not compacted; nothing writes one)
+            out.write(raw.rstrip(b"\r\n") + b"\n")
+            counts[partition] += 1
+    return counts
 
 
 def verify_export(lines: Iterable[bytes]) -> list[PartitionReport]:

@@ -16,11 +16,11 @@ from typing import IO
 from pydantic import ValidationError
 
 from rules import Engine
-from rules.windows import WindowState
-from schemas import AccessEvent, Agreement, Decision, Issue, MessageRef
-from streams.processing import classify_invalid
+from rules.windows import DEFAULT_LATENESS, WindowState
+from schemas import AccessEvent, Agreement, Alert, Decision, Issue, MessageRef
+from streams.processing import classify_invalid, without_bom
 
-__all__ = ["check_lines"]
+__all__ = ["check_lines", "check_outcomes"]
 
 
 def _event_id_of(raw: bytes) -> str | None:
@@ -36,13 +36,35 @@ def _event_id_of(raw: bytes) -> str | None:
 
 
 def check_lines(
-    lines: IO[bytes], engine: Engine, agreements: Sequence[Agreement], *, source: str = "-"
+    lines: IO[bytes],
+    engine: Engine,
+    agreements: Sequence[Agreement],
+    *,
+    source: str = "-",
+    lateness: dt.timedelta = DEFAULT_LATENESS,
 ) -> Iterator[Decision]:
     """One decision per input line (blank lines included, as invalid), in order."""
+    for decision, _ in check_outcomes(lines, engine, agreements, source=source, lateness=lateness):
+        yield decision
+
+
+def check_outcomes(
+    lines: IO[bytes],
+    engine: Engine,
+    agreements: Sequence[Agreement],
+    *,
+    source: str = "-",
+    lateness: dt.timedelta = DEFAULT_LATENESS,
+) -> Iterator[tuple[Decision, list[Alert]]]:
+    """Each input line's decision with the alerts it raised (per-pupil ones included), in order.
+
+    `lateness` and the engine's pupil key should be the worker's (streams/offline.py), or windowed alert
+    ids and counts can differ from the live ones.
+    """
     register = {a.agreement_id: a for a in agreements}
-    state, pupil_state = WindowState({}), WindowState({})
+    state, pupil_state = WindowState({}, lateness=lateness), WindowState({}, lateness=lateness)
     for number, line in enumerate(lines, start=1):
-        raw = line.rstrip(b"\r\n")
+        raw = without_bom(line.rstrip(b"\r\n"))  # as the worker does (streams/processing.py)
         ref = MessageRef(topic=f"file:{Path(source).name or '-'}"[:256], partition=0, offset=number - 1)
         now = dt.datetime.now(dt.UTC)
         try:
@@ -50,10 +72,11 @@ def check_lines(
         except ValidationError as exc:
             reason, issues = classify_invalid(raw, exc)
             issues = [Issue(loc="$", message=f"line {number}: {reason.value}", type=reason.value), *issues]
-            yield engine.invalid(issues, event_id=_event_id_of(raw), evaluated_at=now, source=ref)
+            yield engine.invalid(issues, event_id=_event_id_of(raw), evaluated_at=now, source=ref), []
             continue
         agreement = register.get(event.agreement_id) if event.agreement_id else None
         t = event.occurred_at.timestamp()
         state.advance(t)
         pupil_state.advance(t)
-        yield engine.run(event, agreement, state=state, pupil_state=pupil_state, evaluated_at=now, source=ref).decision
+        evaluation = engine.run(event, agreement, state=state, pupil_state=pupil_state, evaluated_at=now, source=ref)
+        yield evaluation.decision, evaluation.alerts

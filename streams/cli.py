@@ -1,20 +1,24 @@
-"""The `gatewatch` command line: up, worker, check, replay, bench, rules, agreements, simulate, topics."""
+"""The `gatewatch` command line: watch the sharing of the National Pupil Database (commands below)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from streams.exceptions import GatewatchStreamsError
+from streams.exceptions import ConfigError, GatewatchStreamsError
 
 __all__ = ["main"]
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
+    from pydantic import ValidationError
+
     from streams.settings import Settings
 
     values: dict[str, Any] = {}
@@ -29,7 +33,19 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
     if getattr(args, "data_dir", None):
         values["data_dir"] = args.data_dir
     values.update(overrides)
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_settings_problems(exc)) from None
+
+
+def _settings_problems(exc: Any) -> str:
+    """Name each unusable setting by its environment variable and what it must be, never its value (maybe a secret)."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        lines.append(f"GATEWATCH_{field.upper()}: {error['msg']}")
+    return "unusable settings (fix the environment or the option):\n  " + "\n  ".join(lines)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -58,6 +74,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import build_worker_app, faust_worker
     from streams.gctuning import tune_gc
     from streams.logs import configure_logging
+    from streams.tansu import local_mode_for
 
     settings = _settings(args)
     if not settings.kafka_bootstrap:
@@ -65,6 +82,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "the worker needs GATEWATCH_KAFKA_BOOTSTRAP (or --bootstrap); `gatewatch up` starts an embedded broker"
         )
     configure_logging(settings.log_level)
+    settings = local_mode_for(settings)  # the embedded broker needs local mode: detected, and said so
     worker_app = build_worker_app(settings)
     structlog.get_logger("gatewatch.worker").info("gc_tuned", **tune_gc())  # streams/gctuning.py
     faust_worker(worker_app.app, settings.log_level).execute_from_commandline()
@@ -72,18 +90,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from rules import load_engine
-    from streams.check import check_lines
+    from streams.check import check_outcomes
+    from streams.offline import engine_for, lateness_of
     from streams.register_file import load_agreements_file
 
-    engine = load_engine(args.rules)
+    settings = _settings(args)  # the worker's pupil key, lateness and pack: the same alert ids as live
+    engine = engine_for(settings)
     agreements = load_agreements_file(args.agreements) if args.agreements else []
     worst = 0
-    with open(args.events, "rb") as lines:
-        for decision in check_lines(lines, engine, agreements, source=str(args.events)):
+    with open(args.events, "rb") as lines, contextlib.ExitStack() as stack:
+        alerts_out = stack.enter_context(open(args.alerts, "w", encoding="utf-8")) if args.alerts else None
+        outcomes = check_outcomes(lines, engine, agreements, source=str(args.events), lateness=lateness_of(settings))
+        for decision, alerts in outcomes:
             sys.stdout.write(decision.model_dump_json(exclude_none=True) + "\n")
             if decision.verdict.value != "compliant":
                 worst = 1
+            if alerts_out is not None:
+                alerts_out.writelines(alert.model_dump_json() + "\n" for alert in alerts)
     sys.stdout.flush()
     return worst
 
@@ -91,8 +114,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     import structlog
 
-    from rules import load_engine
     from streams.logs import configure_logging
+    from streams.offline import engine_for, lateness_of
     from streams.replay import (
         DecisionPublisher,
         FileSource,
@@ -105,9 +128,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     since, until = parse_time(args.since), parse_time(args.until)
     from_offsets, to_offsets = parse_offsets(args.from_offset), parse_offsets(args.to_offset)
-    engine = load_engine(args.rules)
-    compare = load_engine(args.compare) if args.compare else None
-    settings = _settings(args) if (args.file is None or args.publish) else None
+    # The worker's pupil key, lateness and pack: a replay gives the live alert ids (streams/offline.py).
+    offline = _settings(args)
+    engine = engine_for(offline)
+    compare = engine_for(offline, args.compare) if args.compare else None
+    settings = offline if (args.file is None or args.publish) else None
     if settings is not None:
         configure_logging("warning" if args.json else settings.log_level)
     needs_kafka = args.file is None or args.publish
@@ -149,6 +174,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             until=filter_until,
             source=source,
             sink=sink,
+            lateness=lateness_of(offline),
         )
     finally:
         if isinstance(records, TopicSource):
@@ -218,10 +244,15 @@ def cmd_agreements_load(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from streams.register_file import load_agreements_file, sample_register_path
-    from streams.simulate import Simulator
+    from streams.replay import parse_time
+    from streams.simulate import LONDON, Simulator
 
     agreements = load_agreements_file(args.agreements or sample_register_path())
-    events = (s.event for s in Simulator(agreements, seed=args.seed).events(args.count))
+    start, end = parse_time(args.start), parse_time(args.end)
+    if start is None and end is None:
+        end = dt.datetime.now(dt.UTC)  # traffic from the past: the worker dead-letters future events
+    simulator = Simulator(agreements, seed=args.seed, start=start.astimezone(LONDON) if start else None, end=end)
+    events = (s.event for s in simulator.events(args.count))
     if args.publish:
         from streams.kafka import ensure_topics
         from streams.publisher import Publisher
@@ -284,6 +315,27 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from streams.audit import export_topic
+
+    settings = _settings(args)
+    if args.out is None:
+        counts = export_topic(settings, sys.stdout.buffer)
+        sys.stdout.flush()
+    else:
+        with open(args.out, "wb") as out:
+            counts = export_topic(settings, out)
+    where = args.out or "stdout"
+    print(f"exported {sum(counts.values())} decisions of {len(counts)} partition(s) to {where}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from streams.report.command import run
+
+    return run(args, _settings)
+
+
 def cmd_topics_create(args: argparse.Namespace) -> int:
     from streams.kafka import ensure_topics
 
@@ -292,9 +344,14 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     return 0
 
 
+METRICS_PORT_HELP = "port of /metrics (GATEWATCH_WEB_PORT; 0 = any free port)"
+DATA_DIR_HELP = "Faust data directory (GATEWATCH_DATA_DIR)"
+PACK_DIR_HELP = "rule pack directory (default: the bundled NPD pack)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatewatch", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def kafka_opts(p: argparse.ArgumentParser) -> None:
         p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: GATEWATCH_KAFKA_BOOTSTRAP)")
@@ -303,26 +360,46 @@ def build_parser() -> argparse.ArgumentParser:
     kafka_opts(p)
     p.add_argument("--simulate", type=int, default=0, metavar="N", help="publish N synthetic events, then summarise")
     p.add_argument("--duration", type=float, default=60.0, metavar="S", help="spread the events over S seconds")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated traffic (default 0)")
     p.add_argument("--malformed-rate", type=float, default=0.02, help="share of malformed messages mixed in")
     p.add_argument("--agreements", type=Path, help="agreements register (default: the bundled sample)")
     p.add_argument("--rules", type=Path, help="rule pack directory (default: the bundled NPD pack)")
-    p.add_argument("--metrics-port", type=int, help="port of /metrics (0 = any free port)")
-    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--metrics-port", type=int, help=METRICS_PORT_HELP)
+    p.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("worker", help="run the Faust worker against GATEWATCH_KAFKA_BOOTSTRAP")
+    p = sub.add_parser(
+        "worker",
+        help="run the Faust worker against GATEWATCH_KAFKA_BOOTSTRAP",
+        description="Run the Faust worker against GATEWATCH_KAFKA_BOOTSTRAP (or --bootstrap); run more of them "
+        "for more partitions. On the embedded broker (the one `gatewatch up` starts, in memory, single node) "
+        "the worker needs local mode, with short rebalance and session timeouts: it detects the broker and "
+        "turns local mode on, saying so in an `embedded_broker_detected` log line, unless "
+        "GATEWATCH_LOCAL_MODE is set. Every option has a GATEWATCH_* setting (README, Settings).",
+    )
     kafka_opts(p)
-    p.add_argument("--rules", type=Path)
-    p.add_argument("--metrics-port", type=int)
-    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--rules", type=Path, metavar="DIR", help="rule pack directory (GATEWATCH_RULE_PACK_DIR)")
+    p.add_argument("--metrics-port", type=int, help=METRICS_PORT_HELP)
+    p.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("check", help="evaluate a JSONL file of events offline; one decision per line")
-    p.add_argument("events", type=Path)
+    p = sub.add_parser(
+        "check",
+        help="evaluate a JSONL file of events offline; one decision per line (alerts with --alerts)",
+        description="Evaluate a JSONL file of events offline, in file order, with the worker's settings "
+        "(GATEWATCH_PUPIL_HMAC_KEY, GATEWATCH_WINDOW_LATENESS_DAYS, GATEWATCH_RULE_PACK_DIR), so alert ids "
+        "equal the live ones. Exit 0 if every line is compliant, 1 otherwise, 2 on a usage error.",
+    )
+    p.add_argument("events", type=Path, metavar="EVENTS.jsonl", help="events, one JSON object per line")
     p.add_argument("--agreements", type=Path, help="YAML or JSON list of Agreement v1 objects")
-    p.add_argument("--rules", type=Path)
+    p.add_argument("--rules", type=Path, metavar="DIR", help="rule pack directory (default: GATEWATCH_RULE_PACK_DIR)")
+    p.add_argument(
+        "--alerts",
+        type=Path,
+        metavar="FILE",
+        help="also write the alerts, one Alert JSON per line as on the alerts topic (ids as live; publishes nothing)",
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
@@ -336,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to-offset", metavar="N|P:N,...", help="offset to stop at (exclusive), per partition")
     p.add_argument("--since", metavar="ISO8601", help="start time (inclusive; no offset given = UTC)")
     p.add_argument("--until", metavar="ISO8601", help="end time (exclusive)")
-    p.add_argument("--rules", type=Path, metavar="DIR", help="rule pack A (default: the bundled NPD pack)")
+    p.add_argument(
+        "--rules", type=Path, metavar="DIR", help="rule pack A (default: GATEWATCH_RULE_PACK_DIR or the bundled pack)"
+    )
     p.add_argument("--compare", type=Path, metavar="DIR", help="rule pack B: show per rule what fires differently")
     p.add_argument(
         "--agreements",
@@ -363,17 +442,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = sub.add_parser("rules", help="rule pack tools").add_subparsers(dest="rules_command", required=True)
     p = rules.add_parser("validate", help="list every problem in a rule pack as file:line: message")
-    p.add_argument("dir", type=Path, nargs="?")
+    p.add_argument("dir", type=Path, nargs="?", help=PACK_DIR_HELP)
     p.set_defaults(func=cmd_rules_validate)
     p = rules.add_parser("test", help="run the YAML test cases beside a rule pack")
-    p.add_argument("dir", type=Path, nargs="?")
+    p.add_argument("dir", type=Path, nargs="?", help=PACK_DIR_HELP)
     p.set_defaults(func=cmd_rules_test)
     p = rules.add_parser(
         "diff",
         help="classify the changes between two versions of a pack (major, minor, patch) and check the version bump",
     )
-    p.add_argument("old", type=Path, metavar="OLD_DIR")
-    p.add_argument("new", type=Path, metavar="NEW_DIR")
+    p.add_argument("old", type=Path, metavar="OLD_DIR", help="the pack as deployed")
+    p.add_argument("new", type=Path, metavar="NEW_DIR", help="the changed pack")
     p.add_argument("--json", action="store_true", help="print the changes and the verdict as JSON")
     p.set_defaults(func=cmd_rules_diff)
 
@@ -381,15 +460,32 @@ def build_parser() -> argparse.ArgumentParser:
         dest="agreements_command", required=True
     )
     p = agreements.add_parser("load", help="publish a register file to the agreements topic")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help="YAML or JSON list of Agreement v1 objects")
     kafka_opts(p)
     p.set_defaults(func=cmd_agreements_load)
 
-    p = sub.add_parser("simulate", help="synthetic events as JSONL on stdout, or --publish them")
-    p.add_argument("--count", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--agreements", type=Path)
-    p.add_argument("--publish", action="store_true")
+    p = sub.add_parser(
+        "simulate",
+        help="synthetic events as JSONL on stdout, or --publish them",
+        description="Synthetic access events drawn from an agreements register: mostly compliant, some "
+        "violations of every category. About 60 events per working day (Europe/London working hours), so "
+        "20,000 events span about 16 months; by default the last event falls no later than now (the worker "
+        "dead-letters events from the future). The same seed with the same --start or --end gives the "
+        "same events; the default end moves them by whole weeks only.",
+    )
+    p.add_argument("--count", type=int, default=100, metavar="N", help="number of events (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the traffic (default 0)")
+    p.add_argument("--agreements", type=Path, help="agreements register to draw from (default: the bundled sample)")
+    window = p.add_mutually_exclusive_group()
+    window.add_argument(
+        "--start", metavar="ISO8601", help="time of the first event's day (no offset = UTC); events run on from it"
+    )
+    window.add_argument(
+        "--end",
+        metavar="ISO8601",
+        help="the last event falls no later than this (no offset = UTC; default: now)",
+    )
+    p.add_argument("--publish", action="store_true", help="publish to the access topic instead of printing")
     kafka_opts(p)
     p.set_defaults(func=cmd_simulate)
 
@@ -402,20 +498,44 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sink.add_parser(name, help=text)
         p.add_argument("--url", help="receiver URL (default: GATEWATCH_ALERTMANAGER_URL / GATEWATCH_WEBHOOK_URL)")
-        p.add_argument("--metrics-port", type=int, help="serve the sink's own metrics on this port")
+        p.add_argument("--metrics-port", type=int, help="serve the sink's own /metrics on this port (default: none)")
         kafka_opts(p)
         p.set_defaults(func=cmd_sink)
 
     audit = sub.add_parser("audit", help="decision ledger").add_subparsers(dest="audit_command", required=True)
     p = audit.add_parser("verify", help="check the decisions' hash chain for gaps, reordering and alteration")
-    p.add_argument("--file", type=Path, help="a JSONL export of decisions instead of the decisions topic")
+    p.add_argument(
+        "--file", type=Path, help="an export of decisions (`gatewatch audit export`) instead of the decisions topic"
+    )
     kafka_opts(p)
     p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser(
+        "export",
+        help="write the decisions topic as JSONL, byte for byte, in the format `audit verify --file` reads",
+    )
+    p.add_argument("--out", type=Path, metavar="FILE", help="file to write (default: stdout)")
+    kafka_opts(p)
+    p.set_defaults(func=cmd_audit_export)
+
+    report = sub.add_parser("report", help="governance reports from the decision history").add_subparsers(
+        dest="report_command", required=True
+    )
+    from streams.report.command import add_arguments as report_arguments
+
+    p = report.add_parser("month", help="the month's board pack: one self-contained HTML file")
+    p.add_argument("period", metavar="YYYY-MM", help="the calendar month, e.g. 2026-11")
+    report_arguments(p)
+    p.set_defaults(func=cmd_report)
+    p = report.add_parser("register", help="the quarter's register of external shares, as CSV and HTML")
+    p.add_argument("period", metavar="YYYYQn", help="the quarter, e.g. 2026Q4")
+    report_arguments(p)
+    p.set_defaults(func=cmd_report)
 
     topics = sub.add_parser("topics", help="topic administration").add_subparsers(dest="topics_command", required=True)
     p = topics.add_parser("create", help="create the Gatewatch topics if missing")
     kafka_opts(p)
     p.set_defaults(func=cmd_topics_create)
+    parser.description = f"{__doc__} Commands: {', '.join(sub.choices)}."  # every command, as registered
     return parser
 
 

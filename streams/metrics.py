@@ -138,6 +138,13 @@ class Metrics:
             ["table"],
             registry=registry,
         )
+        self.timer_failures = Counter(
+            "gatewatch_timer_failures_total",
+            "Ticks of a worker timer (lag, register and state gauges, sweep, reload) that failed, e.g. while "
+            "the broker is unreachable",
+            ["timer"],
+            registry=registry,
+        )
         self.rule_pack = Info("gatewatch_rule_pack", "The loaded rule pack", registry=registry)
         for reason in DeadLetterReason:
             self.dead_letters.labels("access", reason.value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -36,18 +37,24 @@ from schemas import (
 from streams.metrics import NONE, Metrics
 
 __all__ = [
+    "DEAD_LETTER_MAX_BYTES",
     "AgreementCache",
     "AgreementLookup",
     "Outcome",
     "Processor",
     "classify_invalid",
     "make_dead_letter",
+    "without_bom",
 ]
 
 log = structlog.get_logger("gatewatch.worker")
 
 #: How a batch envelope is recognised cheaply before parsing (a single event has no `events` field).
 BATCH_MARKER = b'"events"'
+
+#: The largest dead letter (its JSON) by default: half of Kafka's default 1 MiB message limit, like the
+#: worker's default producer batch (GATEWATCH_PRODUCER_BATCH_BYTES); the worker passes its own bound.
+DEAD_LETTER_MAX_BYTES = 524_288
 
 #: Given an agreement id, the agreement currently in the register (or None).
 AgreementLookup = Callable[[str], Agreement | None]
@@ -68,10 +75,45 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+#: A UTF-8 byte-order mark. RFC 8259 (8.1) forbids sending one but lets a parser ignore it; producers on
+#: Windows (.NET's Encoding.UTF8, PowerShell) add it, so it is ignored rather than the event lost.
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def without_bom(raw: bytes) -> bytes:
+    """The message with a leading UTF-8 byte-order mark removed (the dead letter keeps the original)."""
+    return raw[3:] if raw[:3] == UTF8_BOM else raw
+
+
+class _NotJsonConstant(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJsonConstant(name)
+
+
+def _has_non_json_constant(raw: bytes) -> bool:
+    """True when the text uses NaN, Infinity or -Infinity, which the parser accepts but RFC 8259 does not."""
+    if b"NaN" not in raw and b"Infinity" not in raw:
+        return False
+    try:
+        json.loads(raw, parse_constant=_refuse_constant)
+    except _NotJsonConstant:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
+
+
 def classify_invalid(raw: bytes, exc: ValidationError) -> tuple[DeadLetterReason, list[Issue]]:
     """Name the reason a message failed validation, with issues that never echo the input."""
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
     first = errors[0] if errors else None
+    if first is not None and first["type"] != "json_invalid" and _has_non_json_constant(raw):
+        return DeadLetterReason.NOT_JSON, [
+            Issue(loc="$", message="NaN, Infinity and -Infinity are not JSON (RFC 8259)", type="not_json")
+        ]
     if first is not None and first["type"] == "json_invalid":
         try:
             raw.decode("utf-8")
@@ -104,8 +146,10 @@ class Processor:
         max_message_bytes: int = 1_048_576,
         max_future_skew: dt.timedelta = dt.timedelta(minutes=5),
         clock: Callable[[], dt.datetime] = _utcnow,
+        dead_letter_max_bytes: int = DEAD_LETTER_MAX_BYTES,
     ) -> None:
         self.engine = engine
+        self.dead_letter_max_bytes = dead_letter_max_bytes
         self.agreements = agreements
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
@@ -135,10 +179,11 @@ class Processor:
         now = self.clock()
         if len(raw) > self.max_message_bytes:
             return self._too_large(raw, key, source, now)
+        body = without_bom(raw)
         try:
-            event = AccessEvent.model_validate_json(raw)
+            event = AccessEvent.model_validate_json(body)
         except ValidationError as exc:
-            reason, issues = classify_invalid(raw, exc)
+            reason, issues = classify_invalid(body, exc)
             return self._dead(raw, key, source, now, reason, issues)
         return self._evaluate(event, raw, key, source, now, state, pupil_state, started)
 
@@ -165,7 +210,7 @@ class Processor:
         if len(raw) > self.max_message_bytes:
             return [self._too_large(raw, key, source, now)]
         try:
-            batch = AccessEventBatch.model_validate_json(raw)
+            batch = AccessEventBatch.model_validate_json(without_bom(raw))
         except ValidationError:
             items = _batch_items(raw)
             if items is None:  # not a batch after all: judge it as a single event (it will dead-letter)
@@ -358,7 +403,9 @@ class Processor:
     ) -> Outcome:
         if self.metrics is not None:
             self.metrics.dead_letters.labels("access", reason.value).inc()
-        return Outcome(dead_letter=make_dead_letter(raw, key, source, reason, issues, now))
+        return Outcome(
+            dead_letter=make_dead_letter(raw, key, source, reason, issues, now, max_bytes=self.dead_letter_max_bytes)
+        )
 
 
 def make_dead_letter(
@@ -368,8 +415,15 @@ def make_dead_letter(
     reason: DeadLetterReason,
     issues: list[Issue],
     now: dt.datetime | None = None,
+    *,
+    max_bytes: int = DEAD_LETTER_MAX_BYTES,
 ) -> DeadLetter:
-    """The dead letter for a message: original bytes, where it came from, why. Logged, never dropped."""
+    """The dead letter for a message: original bytes, where it came from, why. Logged, never dropped.
+
+    Its JSON never exceeds `max_bytes`: a broker refuses a record over its limit, the failed send blocks
+    the offset commit, and one oversized message would stop its partition for good. What does not fit
+    is cut from the end of the value, with the whole value's length and sha256 kept (`truncated`).
+    """
     log.warning(
         "dead_letter",
         topic=source.topic,
@@ -378,13 +432,28 @@ def make_dead_letter(
         reason=reason.value,
         errors=[f"{i.loc}: {i.message}" for i in issues[:5]],
     )
-    return DeadLetter(
+    value = raw or b""
+    dead = DeadLetter(
         source=source,
         key_b64=base64.b64encode(key).decode("ascii") if key is not None else None,
-        value_b64=base64.b64encode(raw or b"").decode("ascii"),
+        value_b64=base64.b64encode(value).decode("ascii"),
         reason=reason,
         errors=tuple(issues[:64]),
         received_at=now or _utcnow(),
+    )
+    size = len(dead.model_dump_json())
+    if size <= max_bytes:
+        return dead
+    # The fields added below take under 200 bytes; base64 turns 3 bytes into 4.
+    room = max_bytes - (size - len(dead.value_b64)) - 200
+    keep = max(0, room) // 4 * 3
+    return dead.model_copy(
+        update={
+            "value_b64": base64.b64encode(value[:keep]).decode("ascii"),
+            "truncated": True,
+            "value_length": len(value),
+            "value_sha256": hashlib.sha256(value).hexdigest(),
+        }
     )
 
 

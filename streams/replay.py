@@ -27,10 +27,12 @@ import structlog
 from pydantic import ValidationError
 
 from rules import Engine, WindowState
+from rules.windows import DEFAULT_LATENESS
 from schemas import AccessEvent, AccessEventBatch, Agreement, Alert, Decision, MessageRef
 from streams.exceptions import BrokerError, GatewatchStreamsError
 from streams.gctuning import tuned_gc
 from streams.kafka import aiokafka_config
+from streams.processing import without_bom
 from streams.settings import Settings
 
 __all__ = [
@@ -247,6 +249,7 @@ def _pack_dict(engine: Engine) -> dict[str, str]:
 
 def _decode(raw: bytes) -> list[AccessEvent] | None:
     """The events of one message (a single event or an AccessEventBatch); None if it is not valid."""
+    raw = without_bom(raw)  # as the worker does (streams/processing.py)
     try:
         if _BATCH_MARKER in raw[:256]:
             return list(AccessEventBatch.model_validate_json(raw).events)
@@ -274,11 +277,12 @@ def _decode(raw: bytes) -> list[AccessEvent] | None:
 class _Pass:
     """One pack's evaluation state over a replay: windows per partition, one shared pupil window state."""
 
-    def __init__(self, engine: Engine, agreements: Mapping[str, Agreement]) -> None:
+    def __init__(self, engine: Engine, agreements: Mapping[str, Agreement], lateness: dt.timedelta) -> None:
         self.engine = engine
         self.agreements = agreements
+        self.lateness = lateness
         self.states: dict[int, WindowState] = {}
-        self.pupil_state = WindowState({})
+        self.pupil_state = WindowState({}, lateness=lateness)
         self.alert_ids: set[str] = set()
 
     def run(
@@ -286,7 +290,7 @@ class _Pass:
     ) -> tuple[Decision, list[Alert]]:
         state = self.states.get(partition)
         if state is None:
-            state = self.states[partition] = WindowState({}, partition=partition)
+            state = self.states[partition] = WindowState({}, partition=partition, lateness=self.lateness)
         t = event.occurred_at.timestamp()
         state.advance(t)
         self.pupil_state.advance(t)
@@ -375,12 +379,14 @@ def replay_events(
     until: dt.datetime | None = None,
     source: str = "records",
     sink: ResultSink | None = None,
+    lateness: dt.timedelta = DEFAULT_LATENESS,
 ) -> ReplayReport:
     """Evaluate (partition, raw bytes[, offset]) records with `engine` (and `compare`); the per-rule report.
 
     Each partition's events are evaluated in the order given; partitions are interleaved by event time
     (a merge that never reorders a partition), so the shared per-pupil windows see time move forward as
     the live re-partitioned agent does. `since`/`until` (inclusive/exclusive) filter on occurred_at.
+    `lateness` and the engines' pupil key should be the worker's (streams/offline.py) for live alert ids.
     A `RecordSource` (a topic, a file) is read as the merge goes; any other iterable is taken whole.
     """
     started = time.perf_counter()
@@ -395,8 +401,8 @@ def replay_events(
     merged = _Merge(
         records if isinstance(records, RecordSource) else _AllAtOnce(records), report, source.removeprefix("topic:")
     )
-    pass_a = _Pass(engine, register)
-    pass_b = _Pass(compare, register) if compare is not None else None
+    pass_a = _Pass(engine, register, lateness)
+    pass_b = _Pass(compare, register, lateness) if compare is not None else None
     lo = since.timestamp() if since is not None else None
     hi = until.timestamp() if until is not None else None
     now = dt.datetime.now(dt.UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -265,7 +266,9 @@ def run_up(
         pace = duration / simulate if duration > 0 else 0.0
         with Publisher(settings) as pub:
             t0 = time.monotonic()
-            for i, sim in enumerate(Simulator(agreements, seed=seed).events(simulate)):
+            # Ending by now: the worker dead-letters events dated in the future.
+            traffic = Simulator(agreements, seed=seed, end=dt.datetime.now(dt.UTC)).events(simulate)
+            for i, sim in enumerate(traffic):
                 pub.publish_event(sim.event)
                 summary.published += 1
                 if rng.random() < malformed_rate:
@@ -275,5 +278,20 @@ def run_up(
                     time.sleep(max(0.0, t0 + (i + 1) * pace - time.monotonic()))
         expected = summary.published + summary.malformed_published
         collect_summary(settings, expected, settle_timeout, summary)
+        _export_history(settings, agreements)
         summary.seconds = time.monotonic() - started
         return summary
+
+
+def _export_history(settings: Settings, agreements: list[Agreement]) -> None:
+    """Keep the run's history on disk: the embedded broker holds it in memory only, and reports read it later."""
+    from streams.report.export import export_history
+
+    directory = settings.data_dir / "history"
+    counts = export_history(settings, directory, agreements)
+    log.info("history_exported", directory=str(directory), access=counts.access, decisions=counts.decisions)
+    print(
+        f"history kept in {directory} ({counts.decisions} decisions): `gatewatch report month YYYY-MM` reads it",
+        file=sys.stderr,
+        flush=True,
+    )

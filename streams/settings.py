@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     producer_batch_bytes: int = Field(
         default=524_288,
         ge=16_384,
-        description="Largest record batch the worker produces; keep it under the brokers' and topics' "
-        "message size limit (Kafka's default is 1 MiB)",
+        description="Largest record batch the worker produces, and the largest dead letter (a longer original "
+        "is cut, with its length and sha256 kept); keep it under the brokers' and topics' message size limit "
+        "(Kafka's default is 1 MiB)",
     )
     max_future_skew_seconds: int = Field(
         default=300, ge=0, description="Events dated further in the future than this are dead-lettered"

@@ -144,15 +144,20 @@ class Simulator:
         seed: int = 0,
         violation_rate: float = 0.15,
         start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
     ) -> None:
         if not 0.0 <= violation_rate < 1.0:
             raise ValueError(f"violation_rate must be in [0, 1), got {violation_rate}")
-        if start is not None and start.utcoffset() is None:
-            raise ValueError(f"start must be timezone-aware (e.g. tzinfo=ZoneInfo('Europe/London')), got {start}")
+        for name, value in (("start", start), ("end", end)):
+            if value is not None and value.utcoffset() is None:
+                raise ValueError(f"{name} must be timezone-aware (e.g. tzinfo=ZoneInfo('Europe/London')), got {value}")
+        if start is not None and end is not None:
+            raise ValueError("give the simulated traffic a start or an end, not both")
         self._by_id = {a.agreement_id: a for a in agreements}
         self._seed = seed
         self._rate = violation_rate
         self._start = start if start is not None else DEFAULT_START
+        self._end = end
         self._templates: list[tuple[int, Template]] = [
             (weight, template)
             for weight, template, needs in self._template_table()
@@ -172,9 +177,40 @@ class Simulator:
     # --- the stream --------------------------------------------------------------------------------
 
     def events(self, n: int) -> Iterator[SimulatedEvent]:
-        """n events in event-time order (except that night-time events jump ahead); same seed, same events."""
+        """n events in event-time order (except that night-time events jump ahead); same seed, same events.
+
+        With `end`, the traffic is the same but moved by whole weeks so that its last event is as late
+        as it can be without passing `end` (the same seed and end give the same events).
+        """
+        start = self._start if self._end is None else self.start_ending_by(self._end, n)
+        for i, name, draft in self._stream(n, start):
+            yield SimulatedEvent(self._validate(draft.event, i), name, draft.expected)
+
+    def start_ending_by(self, end: dt.datetime, n: int) -> dt.datetime:
+        """The start, `start` moved by whole weeks, that puts the last of n events as close before `end` as it goes.
+
+        Whole weeks of London wall time keep every event on its weekday and working hour, and the random
+        draws the same: the clock's arithmetic is in wall time, so the traffic only moves.
+        """
+        base = self._start.astimezone(LONDON)
+        last = max(
+            (when for _, _, d in self._stream(n, base) if isinstance(when := d.event.get("occurred_at"), dt.datetime)),
+            default=base,
+        )
+
+        def moved(weeks: int) -> dt.datetime:
+            return last.astimezone(LONDON) + dt.timedelta(weeks=weeks)
+
+        weeks = (end - last) // dt.timedelta(weeks=1)
+        while moved(weeks) > end:  # a change of UTC offset can put it an hour out
+            weeks -= 1
+        while moved(weeks + 1) <= end:
+            weeks += 1
+        return base + dt.timedelta(weeks=weeks)
+
+    def _stream(self, n: int, start: dt.datetime) -> Iterator[tuple[int, str, _Draft]]:
         rng = random.Random(self._seed)  # noqa: S311 - synthetic traffic, not security
-        clock = _Clock(self._start, rng)
+        clock = _Clock(start, rng)
         front: deque[str] = deque(self.scenarios if self._rate > 0 else (COMPLIANT,))
         cycle: deque[str] = deque()
         pending: deque[tuple[str, _Draft]] = deque()
@@ -194,7 +230,7 @@ class Simulator:
                 pending.extend((name, d) for d in self._drafts(name, rng, clock))
             name, draft = pending.popleft()
             violations += name != COMPLIANT
-            yield SimulatedEvent(self._validate(draft.event, i), name, draft.expected)
+            yield i, name, draft
 
     def _violation_due(self, rng: random.Random, i: int, violations: int) -> bool:
         if not self._scenarios or self._rate == 0:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FREEZE_SECONDS = 30.0
 RATE = 5.0  # events per second: steady, well under what the worker sustains
 RECOVERY_BOUND = 120.0
+
+
+def _timer_log_lines(log: Path) -> list[dict[str, object]]:
+    lines = []
+    for text in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and str(doc.get("event", "")).startswith("timer_"):
+            lines.append(doc)
+    return lines
 
 
 class SteadyPublisher(threading.Thread):
@@ -118,7 +132,12 @@ def test_worker_recovers_by_itself_after_the_broker_is_frozen_for_30_seconds(
         backlog_decided_after_thaw_seconds=None if recovery is None else round(recovery, 1),
         drain_wait_seconds=round(waited, 1),
     )
+    timer_lines = _timer_log_lines(tmp_path / "worker.log")
     assert alive, f"the worker exited; see {tmp_path / 'worker.log'}"
+    # A timer that fails while the broker is frozen says so in one line, not a traceback every tick.
+    assert [] == [line for line in timer_lines if line["event"] == "timer_failed" or "exception" in line]
+    per_timer = Counter(line["timer"] for line in timer_lines if line["event"] == "timer_failing")
+    assert {} == {timer: n for timer, n in per_timer.items() if n > 2}
     assert first_after is not None, "no decision after the thaw"
     assert first_after < RECOVERY_BOUND
     assert not missing, f"{len(missing)} acknowledged events never decided, e.g. {sorted(missing)[:5]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ CASES: list[tuple[str, bytes | None, str]] = [
     ("absurd_count", doc(event_id="h-absurd-count", record_count=10**30), "schema_violation"),
     ("too_many_pupils", doc(event_id="h-pupils", pupil_refs=[f"P{i}" for i in range(10_001)]), "schema_violation"),
     ("over_max_bytes", doc(event_id="h-large", source_system="x" * (MAX_BYTES + 1)), "too_large"),
+    ("two_megabytes", doc(event_id="h-2mb", source_system="x" * 2 * 1024 * 1024), "too_large"),
     ("deep_nesting", b"[" * 100_000, "too_deep"),
     ("deep_nesting_in_object", b'{"event_id": "h-deep", "fields": ' + b"[" * 50_000, "too_deep"),
     ("far_future", doc(event_id="h-future", occurred_at="2999-01-01T00:00:00+00:00"), "future_timestamp"),
@@ -48,6 +50,8 @@ CASES: list[tuple[str, bytes | None, str]] = [
     ("json_array", b"[1, 2, 3]", "not_an_object"),
     ("json_string", b'"an event"', "not_an_object"),
     ("json_null", b"null", "not_an_object"),
+    ("json_nan", b"NaN", "not_json"),  # RFC 8259: NaN and Infinity are not JSON, whatever parsers accept
+    ("nan_in_event", doc(event_id="h-nan", record_count=float("nan")), "not_json"),
     ("empty_value", b"", "not_json"),
     ("tombstone", None, "not_json"),
 ]
@@ -59,7 +63,9 @@ def hostile_run(
     broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Settings, Accounts, str]]:
     data = tmp_path_factory.mktemp("hostile")
-    settings = isolated_settings(broker, data, max_message_bytes=MAX_BYTES)
+    # Dead letters are bounded by the producer's batch size, set here to the input limit: every dead
+    # letter must then fit a topic whose max.message.bytes is GATEWATCH_MAX_MESSAGE_BYTES.
+    settings = isolated_settings(broker, data, max_message_bytes=MAX_BYTES, producer_batch_bytes=MAX_BYTES)
     ensure_topics(settings)
     worker = WorkerProcess(settings, log_file=Path(data) / "worker.log").start()
     try:
@@ -94,9 +100,25 @@ def test_each_malformed_message_becomes_one_dead_letter_with_its_reason(
     settings, accounts, _ = hostile_run
     mine = [d for d in accounts.dead_letters if d.get("key_b64") == base64.b64encode(case.encode()).decode()]
     assert [d["reason"] for d in mine] == [reason]
-    assert base64.b64decode(mine[0]["value_b64"]) == (value or b"")
+    kept = base64.b64decode(mine[0]["value_b64"])
+    if mine[0].get("truncated"):  # too big to keep whole: its start, its length and its sha256
+        assert (value or b"")[: len(kept)] == kept
+        assert [len(value or b""), hashlib.sha256(value or b"").hexdigest()] == [
+            mine[0]["value_length"],
+            mine[0]["value_sha256"],
+        ]
+    else:
+        assert kept == (value or b"")
     assert mine[0]["source"]["topic"] == settings.topics.access
     assert mine[0]["errors"], "a dead letter says why"
+
+
+def test_every_dead_letter_fits_the_message_size_limit(hostile_run: tuple[Settings, Accounts, str]) -> None:
+    _, accounts, _ = hostile_run
+    sizes = {d["source"]["offset"]: len(json.dumps(d, separators=(",", ":"))) for d in accounts.dead_letters}
+    assert {} == {offset: size for offset, size in sizes.items() if size > MAX_BYTES}
+    too_large = [d for d in accounts.dead_letters if d["reason"] == "too_large"]
+    assert [True, True] == [d.get("truncated", False) for d in too_large]
 
 
 def test_dead_letter_counter_matches_the_dead_letters(hostile_run: tuple[Settings, Accounts, str]) -> None:

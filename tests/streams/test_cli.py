@@ -185,3 +185,21 @@ def test_rules_test_reports_per_rule_then_failures_then_totals(
     assert any("wrongly expects no agreement" in f and "expected to fire but did not: T-NA-01" in f for f in failures)
     assert any("coverage T-BULK-01" in f for f in failures)
     assert f"2 passed, {len(failures)} failed" == lines[-1]
+
+
+def test_an_unusable_setting_is_named_by_its_variable_without_its_value(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    monkeypatch.setenv("GATEWATCH_PARTITIONS", "abc-sentinel")
+    monkeypatch.setenv("GATEWATCH_LOG_LEVEL", "loud")
+
+    rc = main(["check", str(events), "--agreements", str(sample_register_path())])
+
+    err = capsys.readouterr().err
+    assert 2 == rc
+    assert "GATEWATCH_PARTITIONS" in err
+    assert "GATEWATCH_LOG_LEVEL" in err
+    assert "abc-sentinel" not in err
+    assert "Traceback" not in err

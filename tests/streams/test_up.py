@@ -51,3 +51,20 @@ def test_up_runs_end_to_end_and_every_implemented_category_appears_in_the_summar
     implemented = {r.category.value for r in load_engine().rules if r.enabled}
     assert implemented - WINDOWED <= set(summary["alerts_by_category"])
     assert set(summary["alerts_by_severity"]) <= {"critical", "high", "medium", "low"}
+    # The run's history outlives its in-memory broker: a board pack can be made from it afterwards.
+    history = tmp_path / "run" / "history"
+    decisions = [json.loads(line) for line in (history / "decisions.jsonl").read_text().splitlines()]
+    assert 120 == len(decisions)
+    month = decisions[0]["occurred_at"][:7]
+    report = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "report", "month", month, "--data-dir", str(tmp_path / "run"), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert 0 == report.returncode, report.stderr[-3000:]
+    assert f"board-pack-{month}.html" == Path(report.stdout.strip()).name
+    assert "Records by legal gateway" in (tmp_path / f"board-pack-{month}.html").read_text(encoding="utf-8")
