@@ -17,6 +17,11 @@ one of these libraries means re-reading each patch against the new source, then 
 
 `install()` is called once, at worker start-up (streams/app.py). The per-app switches
 (`shorten_fetch_wait`, `use_end_probe`, `add_commit_hooks`) only take effect once it has been.
+
+Adding a patch: a module here with one `Patch` per replaced attribute (owner, attribute, a `build`
+taking the library's function and returning the replacement, the upstream issue, the sha256 of the
+original's source), its PATCHES added to the tuple below, and a test of its behaviour that starts from
+the `unpatched_libraries` fixture. tests/test_architecture.py fails on a patch made anywhere else.
 """
 
 from __future__ import annotations
