@@ -1,11 +1,11 @@
 """The condition language: parsed once into a syntax tree, then compiled to Python closures.
 
-Rule text is never handed to eval, exec, compile or `ast`. `parse` tokenizes it and builds a `Syntax`
-tree (grammar, literals, size limits); the compile pass (`_Compiler`) resolves every name in the fixed
-fact vocabulary (rules.facts.FACTS) or the function registry below, checks types and catalogue codes,
-and builds a tree of plain closures taking a `Facts` context, with the key functions the engine's
-index uses. `rules diff` (rules/diff.py) and the CEL translator (benchmarks/engine.py) read the same
-tree. See rules/README.md.
+Rule text is never handed to eval, exec, compile or `ast`. Three passes: `parse` tokenizes it and
+builds a `Syntax` tree (grammar, literals, size limits); the type-check pass (`_Checker`) resolves
+every name in the fixed fact vocabulary (rules.facts.FACTS), checks types and catalogue codes and
+gives a `Typed` tree; the compile pass (`_Compiler`) builds a tree of plain closures taking a `Facts`
+context, each with the key function the engine's index uses. `rules diff` (rules/diff.py) and the
+CEL translator (benchmarks/engine.py) read the same syntax tree. See rules/README.md.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = [
     "Compiled",
     "Syntax",
     "Template",
+    "Typed",
     "Vocabulary",
     "chain",
     "compile_condition",
@@ -418,7 +419,7 @@ class TokenCursor:
 class Syntax:
     """A node of a condition's syntax tree: what the text says, before any name or type is resolved.
 
-    The passes over it: `_Compiler` (type-check, compile to closures, index key functions), `rules diff`
+    The passes over it: `_Checker` (type-check) then `_Compiler` (closures, index keys), `rules diff`
     (rules/diff.py: implication between two versions) and the CEL translator (benchmarks/engine.py).
     Parentheses leave no node: they only shape the tree.
     """
@@ -624,11 +625,28 @@ def parse(text: str) -> Syntax:
     return _Parser(text).parse()
 
 
-# --- the compile pass: names resolved, types checked, closures and index keys built -----------------------
+# --- the type-check pass: names resolved, types and catalogue codes checked ----------------------------------
 
 
-class _Compiler:
-    """Syntax -> Compiled. Each node's operands first, then its type checks, then its closure and keys."""
+@dataclass(frozen=True, slots=True)
+class Typed:
+    """A syntax node after the type-check pass: its static type and what its names and literals are."""
+
+    syntax: Syntax
+    type: str  # bool, int, str, list, null, any
+    args: tuple[Typed, ...] = ()
+    nullable: bool = False
+    const: bool = False
+    value: Any = None
+    domain: str | None = None
+    #: The fact the value comes from (kept through a list difference such as `fields.tier1 - [...]`).
+    fact: str | None = None
+    #: For a name: the fact it names.
+    named: Fact | None = None
+
+
+class _Checker:
+    """Syntax -> Typed. Each node's operands first, then its own checks; errors point into the text."""
 
     def __init__(self, text: str, domains: Mapping[str, frozenset[str]], vocabulary: Vocabulary | None = None) -> None:
         self.text = text
@@ -638,54 +656,43 @@ class _Compiler:
     def err(self, message: str, pos: int) -> ConditionError:
         return ConditionError(message, offset=pos, text=self.text)
 
-    def need(self, node: Compiled, want: str, what: str, pos: int) -> None:
+    def need(self, node: Typed, want: str, what: str, pos: int) -> None:
         if node.type not in (want, "any") and not (node.type == "null" and want != "bool"):
             raise self.err(f"{what} needs a {want}, got a {node.type}", pos)
 
-    def compile(self, node: Syntax) -> Compiled:
-        kind = node.kind
+    def check(self, node: Syntax) -> Typed:
+        kind, pos = node.kind, node.pos
         if kind == "lit":
-            return _const(node.value, node.op)
+            return Typed(node, node.op, const=True, value=node.value)
         if kind == "name":
             return self.name(node)
         if kind in ("or", "and"):
             return self.chain(node)
+        args = tuple(self.check(a) for a in node.args)
         if kind == "not":
-            inner = self.compile(node.args[0])
-            self.need(inner, "bool", "'not'", node.pos)
-            fn = inner.fn
-            return Compiled(lambda f: not fn(f), "bool", keyfn=_key_unary(inner.keyfn, operator.not_), operand=inner)
-        if kind == "cmp":
-            left, right = (self.compile(a) for a in node.args)
-            return self.compare(node.pos, node.op, left, right)
-        if kind == "in":
-            left, right = (self.compile(a) for a in node.args)
-            return self.membership(node.pos, left, right, node.op == "not in")
-        if kind == "sub":
-            left, right = (self.compile(a) for a in node.args)
-            return self.subtract(node.pos, left, right)
-        return self.call(node)
+            self.need(args[0], "bool", "'not'", pos)
+        elif kind == "cmp":
+            self.compare(pos, node.op, *args)
+        elif kind == "in":
+            self.membership(pos, *args)
+        elif kind == "sub":
+            return self.subtract(node, *args)
+        else:
+            return self.call(node, args)
+        return Typed(node, "bool", args)
 
-    def chain(self, node: Syntax) -> Compiled:
+    def chain(self, node: Syntax) -> Typed:
         what = f"'{node.kind}'"
-        first = self.compile(node.args[0])
+        first = self.check(node.args[0])
         parts = [first]
         for arg, pos in zip(node.args[1:], node.arg_pos[1:], strict=True):
-            right = self.compile(arg)
+            right = self.check(arg)
             self.need(first, "bool", what, node.arg_pos[0])
             self.need(right, "bool", what, pos)
             parts.append(right)
-        if node.kind == "or":
-            flat = tuple(q for p in parts for q in (p.disjuncts or (p,)))
-            return Compiled(
-                chain([p.fn for p in flat], any_of=True), "bool", disjuncts=flat, keyfn=_key_chain(flat, True)
-            )
-        flat = tuple(q for p in parts for q in (p.conjuncts or (p,)))
-        return Compiled(
-            chain([p.fn for p in flat], any_of=False), "bool", conjuncts=flat, keyfn=_key_chain(flat, False)
-        )
+        return Typed(node, "bool", tuple(parts))
 
-    def check_codes(self, a: Compiled, b: Compiled, pos: int) -> None:
+    def check_codes(self, a: Typed, b: Typed, pos: int) -> None:
         """A literal compared with a catalogue-coded fact must be a known code (typos fail at load)."""
         for fact, lit in ((a, b), (b, a)):
             if fact.domain is None or not lit.const or fact.domain not in self.domains:
@@ -698,12 +705,104 @@ class _Compiler:
                         f"unknown {fact.domain} code '{v}' (compared with {fact.fact}){_close(v, known)}", pos
                     )
 
-    def compare(self, pos: int, op: str, left: Compiled, right: Compiled) -> Compiled:
+    def compare(self, pos: int, op: str, left: Typed, right: Typed) -> None:
         self.check_codes(left, right, pos)
         if op in ("==", "!="):
             kinds = {left.type, right.type} - {"any", "null"}
             if len(kinds) > 1:
                 raise self.err(f"'{op}' compares a {left.type} with a {right.type}; they can never be equal", pos)
+            return
+        self.need(left, "int", f"'{op}'", pos)
+        self.need(right, "int", f"'{op}'", pos)
+
+    def membership(self, pos: int, left: Typed, right: Typed) -> None:
+        self.need(right, "list", "'in'", pos)
+        if left.type == "list":
+            raise self.err(
+                "'in' tests one value against a list; to compare two lists use subset() or intersects()", pos
+            )
+        self.check_codes(left, right, pos)
+        if right.const and right.value is None:
+            raise self.err("'in' needs a list on its right, not null", pos)
+
+    def subtract(self, node: Syntax, left: Typed, right: Typed) -> Typed:
+        pos = node.pos
+        if left.type == "list" or right.type == "list":
+            self.need(left, "list", "'-' (list difference)", pos)
+            self.need(right, "list", "'-' (list difference)", pos)
+            self.check_codes(left, right, pos)
+            if (left.const and left.value is None) or (right.const and right.value is None):
+                raise self.err("'-' (list difference) needs lists on both sides, not null", pos)
+            return Typed(node, "list", (left, right), domain=left.domain, fact=left.fact)
+        self.need(left, "int", "'-'", pos)
+        self.need(right, "int", "'-'", pos)
+        return Typed(node, "int", (left, right), nullable=True)
+
+    def name(self, node: Syntax) -> Typed:
+        name = node.op
+        if "__" in name or name.startswith("_"):
+            raise self.err(
+                f"name '{name}' is not allowed: names starting with '_' or containing '__' are never facts", node.pos
+            )
+        fact = FACTS.get(name) if self.vocabulary is None else self.vocabulary.facts.get(name)
+        if fact is None and self.vocabulary is not None and name in FACTS:
+            raise self.err(f"fact '{name}' cannot be used here: {self.vocabulary.why_not}", node.pos)
+        if fact is None:
+            raise self.err(
+                f"unknown fact '{name}'{_close(name, FACTS)} (see rules/README.md for the vocabulary)", node.pos
+            )
+        return Typed(node, fact.type, nullable=fact.nullable, domain=fact.domain, fact=fact.name, named=fact)
+
+    def call(self, node: Syntax, args: tuple[Typed, ...]) -> Typed:
+        func = FUNCTIONS[node.op]
+        for arg, want in zip(args, func.params, strict=True):
+            self.need(arg, want, f"{func.name}()", node.pos)
+        if len(args) == 2:
+            self.check_codes(args[0], args[1], node.pos)
+        return Typed(node, func.returns, args)
+
+
+# --- the compile pass: closures, and the key functions the engine's index reads ----------------------------
+
+
+class _Compiler:
+    """Typed -> Compiled: each node's closure, with its index key function (`keyfn`, `bind`)."""
+
+    def compile(self, node: Typed) -> Compiled:
+        syntax = node.syntax
+        kind = syntax.kind
+        if kind == "lit":
+            return _const(node.value, node.type)
+        if kind == "name":
+            return self.name(node)
+        args = [self.compile(a) for a in node.args]
+        if kind in ("or", "and"):
+            return self.chain(kind, args)
+        if kind == "not":
+            inner = args[0]
+            fn = inner.fn
+            return Compiled(lambda f: not fn(f), "bool", keyfn=_key_unary(inner.keyfn, operator.not_), operand=inner)
+        if kind == "cmp":
+            return self.compare(syntax.op, *args)
+        if kind == "in":
+            return self.membership(*args, negate=syntax.op == "not in")
+        if kind == "sub":
+            return self.subtract(*args, listwise=node.type == "list")
+        return self.call(FUNCTIONS[syntax.op], args)
+
+    def chain(self, kind: str, parts: list[Compiled]) -> Compiled:
+        if kind == "or":
+            flat = tuple(q for p in parts for q in (p.disjuncts or (p,)))
+            return Compiled(
+                chain([p.fn for p in flat], any_of=True), "bool", disjuncts=flat, keyfn=_key_chain(flat, True)
+            )
+        flat = tuple(q for p in parts for q in (p.conjuncts or (p,)))
+        return Compiled(
+            chain([p.fn for p in flat], any_of=False), "bool", conjuncts=flat, keyfn=_key_chain(flat, False)
+        )
+
+    def compare(self, op: str, left: Compiled, right: Compiled) -> Compiled:
+        if op in ("==", "!="):
             lf, rf = left.fn, right.fn
             if right.const:
                 v = right.value
@@ -719,8 +818,6 @@ class _Compiler:
                 keyfn = _key_binary(left.keyfn, right.keyfn, operator.eq if op == "==" else operator.ne)
             bind = None if right.const else _bind_equality(left, right, op == "==")
             return Compiled(fn, "bool", keyfn=keyfn, bind=bind)
-        self.need(left, "int", f"'{op}'", pos)
-        self.need(right, "int", f"'{op}'", pos)
         keyfn = _key_order(left.keyfn, right.keyfn, _ORDERINGS[op])
         # A null side (e.g. no cap in the agreement) makes every ordering false rather than an error.
         if left.const and left.value is None:
@@ -740,15 +837,7 @@ class _Compiler:
             fn = lambda f: (a := lf(f)) is not None and (b := rf(f)) is not None and a >= b  # noqa: E731
         return Compiled(fn, "bool", keyfn=keyfn, bind=_bind_order(left, right, op))
 
-    def membership(self, pos: int, left: Compiled, right: Compiled, negate: bool) -> Compiled:
-        self.need(right, "list", "'in'", pos)
-        if left.type == "list":
-            raise self.err(
-                "'in' tests one value against a list; to compare two lists use subset() or intersects()", pos
-            )
-        self.check_codes(left, right, pos)
-        if right.const and right.value is None:
-            raise self.err("'in' needs a list on its right, not null", pos)
+    def membership(self, left: Compiled, right: Compiled, *, negate: bool) -> Compiled:
         lf, rf = left.fn, right.fn
         rk = right.keyfn
         if right.const:
@@ -763,13 +852,8 @@ class _Compiler:
         bind = None if right.const else _bind_membership(left, right, negate)
         return Compiled(fn, "bool", keyfn=keyfn, bind=bind)
 
-    def subtract(self, pos: int, node: Compiled, right: Compiled) -> Compiled:
-        if node.type == "list" or right.type == "list":
-            self.need(node, "list", "'-' (list difference)", pos)
-            self.need(right, "list", "'-' (list difference)", pos)
-            self.check_codes(node, right, pos)
-            if (node.const and node.value is None) or (right.const and right.value is None):
-                raise self.err("'-' (list difference) needs lists on both sides, not null", pos)
+    def subtract(self, node: Compiled, right: Compiled, *, listwise: bool) -> Compiled:
+        if listwise:
             parts: tuple[Fn, Fn | None, frozenset[Any]]
             if right.const and node.difference is not None:  # `a - b - ["x"]`: still one pass over a
                 base, dynamic, fixed = node.difference
@@ -779,8 +863,6 @@ class _Compiler:
             else:
                 parts = (node.fn, right.fn, frozenset())
             return Compiled(_difference_fn(*parts), "list", domain=node.domain, fact=node.fact, difference=parts)
-        self.need(node, "int", "'-'", pos)
-        self.need(right, "int", "'-'", pos)
         lf, rf = node.fn, right.fn
         return Compiled(
             lambda f, lf=lf, rf=rf: None if (a := lf(f)) is None or (b := rf(f)) is None else a - b,  # type: ignore[misc]
@@ -788,19 +870,9 @@ class _Compiler:
             nullable=True,
         )
 
-    def name(self, node: Syntax) -> Compiled:
-        name = node.op
-        if "__" in name or name.startswith("_"):
-            raise self.err(
-                f"name '{name}' is not allowed: names starting with '_' or containing '__' are never facts", node.pos
-            )
-        fact = FACTS.get(name) if self.vocabulary is None else self.vocabulary.facts.get(name)
-        if fact is None and self.vocabulary is not None and name in FACTS:
-            raise self.err(f"fact '{name}' cannot be used here: {self.vocabulary.why_not}", node.pos)
-        if fact is None:
-            raise self.err(
-                f"unknown fact '{name}'{_close(name, FACTS)} (see rules/README.md for the vocabulary)", node.pos
-            )
+    def name(self, node: Typed) -> Compiled:
+        fact = node.named
+        assert fact is not None  # the checker resolved every name
         return Compiled(
             fact.getter,
             fact.type,
@@ -811,13 +883,7 @@ class _Compiler:
             keyfn=INDEX_FACTS.get(fact.name) or INDEX_PARTIAL.get(fact.name),
         )
 
-    def call(self, node: Syntax) -> Compiled:
-        func = FUNCTIONS[node.op]
-        args = [self.compile(a) for a in node.args]
-        for arg, want in zip(args, func.params, strict=True):
-            self.need(arg, want, f"{func.name}()", node.pos)
-        if len(args) == 2:
-            self.check_codes(args[0], args[1], node.pos)
+    def call(self, func: Function, args: list[Compiled]) -> Compiled:
         impl = func.impl
         if len(args) == 1:
             a = args[0].fn
@@ -841,7 +907,8 @@ def compile_expression(
     text: str, domains: Mapping[str, frozenset[str]] | None = None, vocabulary: Vocabulary | None = None
 ) -> Compiled:
     """Compile an expression of any type (used for message placeholders); raises ConditionError."""
-    return _Compiler(text, domains or {}, vocabulary).compile(parse(text))
+    typed = _Checker(text, domains or {}, vocabulary).check(parse(text))
+    return _Compiler().compile(typed)
 
 
 def compile_condition_node(
