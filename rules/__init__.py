@@ -4,6 +4,7 @@ No Kafka, Faust, HTTP or metrics here; the only I/O is reading the YAML catalogu
 """
 
 from rules._problems import Problem
+from rules.approvals import AgreementEvaluation
 from rules.catalogue import Catalogue, load_catalogue
 from rules.engine import (
     DEVELOPMENT_PUPIL_KEY,
@@ -11,9 +12,9 @@ from rules.engine import (
     Evaluation,
     PupilLookup,
     PupilLookupBatch,
+    agreement_alert_id,
     alert_id,
     load_engine,
-    sweep_alert_id,
     validate_pack,
     window_alert_id,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "ENGINE_VERSION",
     "FACTS",
     "FUNCTIONS",
+    "AgreementEvaluation",
     "CaseResult",
     "Catalogue",
     "ConditionError",
@@ -43,6 +45,7 @@ __all__ = [
     "Rule",
     "RulePackError",
     "WindowState",
+    "agreement_alert_id",
     "alert_id",
     "compile_condition",
     "compile_template",
@@ -51,7 +54,6 @@ __all__ = [
     "load_engine",
     "pack_sha256",
     "run_pack_tests",
-    "sweep_alert_id",
     "validate_pack",
     "window_alert_id",
 ]

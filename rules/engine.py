@@ -21,14 +21,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from rules._index import RuleIndex, construct
 from rules._problems import Problem
 from rules._windowed import Observation, observe
+from rules.approvals import AgreementEvaluation, agreement_alert, agreement_alert_id, agreement_findings, judge
 from rules.catalogue import Catalogue
 from rules.exceptions import RulePackError
-from rules.facts import LONDON, CatalogueViews, Facts, index_key
+from rules.facts import CatalogueViews, Facts, index_key
 from rules.inhibit import apply_inhibitions, inhibition_edges
 from rules.loader import LoadedPack, Rule, load_pack
 from rules.windows import WindowState
 from schemas._common import MAX_LIST
 from schemas.agreement import Agreement
+from schemas.agreement_decision import agreement_sha256
 from schemas.decision import Alert, Decision, Issue, MessageRef, PackRef, Violation
 from schemas.event import AccessEvent, Actor, Recipient
 from schemas.vocab import Action, Channel, OrgType, Verdict
@@ -38,9 +40,9 @@ __all__ = [
     "Engine",
     "Evaluation",
     "PupilLookup",
+    "agreement_alert_id",
     "alert_id",
     "load_engine",
-    "sweep_alert_id",
     "validate_pack",
     "window_alert_id",
 ]
@@ -62,12 +64,6 @@ def alert_id(pack_name: str, rule_id: str, event_id: str) -> str:
 def window_alert_id(pack_name: str, rule_id: str, key: str, window_id: str) -> str:
     """Alert id of a windowed breach: one per (pack, rule, state key, window), whatever the event count."""
     canonical = "\x1f".join(("gatewatch-window-alert-v1", pack_name, rule_id, key, window_id))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def sweep_alert_id(pack_name: str, rule_id: str, agreement_id: str, due: str) -> str:
-    """Alert id of a governance-sweep finding: re-sweeps refresh the same alert until the due date moves."""
-    canonical = "\x1f".join(("gatewatch-sweep-alert-v1", pack_name, rule_id, agreement_id, due))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -502,44 +498,43 @@ class Engine:
         return self.inhibit(alerts)
 
     def sweep(self, agreements: Iterable[Agreement], now: dt.datetime) -> list[Alert]:
-        """Governance-gap rules (`scope: agreement`) over the register, judged at `now` (the only clock use).
+        """The agreement rules (`scope: agreement`) over the register, judged at `now` (the only clock use).
 
-        Alert ids are per (rule, agreement, due date), so re-sweeps refresh the same alert. A rule that
-        raises is skipped for that agreement (sweeps have no decision to record it in).
+        Alert ids are per (rule, agreement, agreement content): the same as `judge_agreement` gives, so
+        re-sweeps refresh the alerts raised when the agreement was applied. A rule that raises is skipped
+        for that agreement (sweeps have no decision to record it in).
         """
         if now.tzinfo is None:
             raise ValueError("sweep needs a timezone-aware `now`; pass dt.datetime.now(dt.UTC)")
         out: list[Alert] = []
         for agreement in agreements:
-            facts = Facts.for_sweep(agreement, self.catalogue, now, self.views)
-            for rule in self._sweep:
-                try:
-                    if not rule.condition(facts):
-                        continue
-                    due = str(rule.due(facts)) if rule.due is not None else ""
-                    explanation = rule.message.render(facts)
-                except Exception:  # noqa: S112  # one bad rule must not stop the sweep of the others
-                    continue
-                out.append(
-                    Alert(
-                        alert_id=sweep_alert_id(self.pack.name, rule.id, agreement.agreement_id, due),
-                        rule_id=rule.id,
-                        category=rule.category,
-                        severity=rule.severity,
-                        title=rule.title,
-                        explanation=_clip(explanation),
-                        legal_basis=rule.legal_basis,
-                        runbook=rule.runbook,
-                        recipient_org_id=agreement.recipient_org_id,
-                        recipient_type=agreement.recipient_org_type,
-                        agreement_id=agreement.agreement_id,
-                        first_seen=min(_day_start(due, now), now),
-                        last_seen=now,
-                        count=1,
-                        pack=self.pack,
-                    )
-                )
+            findings, _errors = agreement_findings(self._sweep, agreement, self.catalogue, now, views=self.views)
+            if findings:
+                content = agreement_sha256(agreement)
+                out.extend(agreement_alert(self.pack, agreement, content, f, now) for f in findings)
         return self.inhibit(out)
+
+    def judge_agreement(
+        self,
+        agreement: Agreement,
+        at: dt.datetime,
+        *,
+        evaluated_at: dt.datetime | None = None,
+        source: MessageRef | None = None,
+    ) -> AgreementEvaluation:
+        """The agreement rules applied to one agreement judged at `at`: its AgreementDecision (every finding)
+        and its alerts, through the pack's `inhibit:` list like every alert the engine returns."""
+        evaluation = judge(
+            self._sweep,
+            self.pack,
+            self.catalogue,
+            agreement,
+            at,
+            evaluated_at=evaluated_at,
+            source=source,
+            views=self.views,
+        )
+        return AgreementEvaluation(evaluation.decision, self.inhibit(evaluation.alerts))
 
     def alerts(self, event: AccessEvent, decision: Decision) -> list[Alert]:
         """One Alert per violation of `decision`, with a replay-stable id and the rule's runbook.
@@ -719,14 +714,6 @@ def _pupil_hashes(facts: Facts, mac: hmac.HMAC) -> list[str]:
             hashes = sorted(set(hashes))
         facts.cache["_pupil_hashes"] = hashes
     return hashes
-
-
-def _day_start(day: str, now: dt.datetime) -> dt.datetime:
-    """Start of a YYYY-MM-DD day in Europe/London (the moment a due date passed), else `now`."""
-    try:
-        return dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), LONDON)
-    except ValueError:
-        return now
 
 
 def validate_pack(pack_dir: Path | None = None) -> list[Problem]:

@@ -485,3 +485,8 @@ decide_agreement_facts_by_view(_PATHS)
 def fact_table() -> list[tuple[str, str, str]]:
     """(name, type, description) for every fact, sorted; used to document the vocabulary."""
     return [(f.name, f.type + ("?" if f.nullable else ""), f.doc) for f in sorted(FACTS.values(), key=lambda f: f.name)]
+
+
+# The approval facts (agreement.* lists judged against the catalogue) live in their own module; importing
+# it registers them, and it comes last so that it can use the helpers above.
+from rules import _approval_facts  # noqa: E402, F401

@@ -288,7 +288,7 @@ class _PackReader:
         due = None
         if scope == "agreement":
             if "due" not in r:
-                bad("scope", "a scope: agreement rule needs due: the date expression its alert id is keyed by")
+                bad("scope", "a scope: agreement rule needs due: the date expression its finding dates from")
             elif not isinstance(r["due"], str):
                 bad("due", "due must be text (an expression such as agreement.audit_due)")
             else:

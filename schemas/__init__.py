@@ -1,9 +1,10 @@
-"""Gatewatch contracts: access events, agreements, decisions, alerts and dead letters (v1).
+"""Gatewatch contracts: access events, agreements, decisions, agreement decisions, alerts and dead letters (v1).
 
 Pure pydantic models; no I/O. `python -m schemas` regenerates the JSON Schemas in schemas/json/.
 """
 
 from schemas.agreement import Agreement
+from schemas.agreement_decision import AgreementDecision, agreement_sha256
 from schemas.decision import Alert, DeadLetter, Decision, Issue, MessageRef, PackRef, Violation
 from schemas.errors import issues_from_validation_error
 from schemas.event import MAX_BATCH_EVENTS, AccessEvent, AccessEventBatch, Actor, Recipient
@@ -30,6 +31,7 @@ __all__ = [
     "Action",
     "Actor",
     "Agreement",
+    "AgreementDecision",
     "AgreementStatus",
     "Alert",
     "Approver",
@@ -46,6 +48,7 @@ __all__ = [
     "Severity",
     "Verdict",
     "Violation",
+    "agreement_sha256",
     "issues_from_validation_error",
     "json_schemas",
 ]

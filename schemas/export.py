@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.agreement import Agreement
+from schemas.agreement_decision import AgreementDecision
 from schemas.decision import Alert, DeadLetter, Decision
 from schemas.event import AccessEvent, AccessEventBatch
 
@@ -19,6 +20,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "access_event_batch.v1": AccessEventBatch,
     "agreement.v1": Agreement,
     "decision.v1": Decision,
+    "agreement_decision.v1": AgreementDecision,
     "alert.v1": Alert,
     "dead_letter.v1": DeadLetter,
 }

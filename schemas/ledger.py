@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from schemas.agreement_decision import AgreementDecision
 from schemas.decision import Decision, LedgerLink
 
 __all__ = [
@@ -40,7 +41,7 @@ def canonical_json(doc: dict[str, Any]) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
-def canonical_hash(decision: Decision) -> str:
+def canonical_hash(decision: Decision | AgreementDecision) -> str:
     """sha256 hex of the decision's canonical JSON without `ledger.hash`."""
     doc = decision.model_dump(mode="json", exclude_none=True)
     ledger = doc.get("ledger")
@@ -69,11 +70,11 @@ def link(decision: Decision, partition: int, state: LedgerState) -> tuple[Decisi
     return linked, LedgerState(seq=state.seq + 1, last_hash=digest)
 
 
-def link_json(decision: Decision, partition: int, state: LedgerState) -> tuple[bytes, LedgerState]:
+def link_json(decision: Decision | AgreementDecision, partition: int, state: LedgerState) -> tuple[bytes, LedgerState]:
     """`link` for the wire: the linked decision as JSON bytes (`exclude_none`) and the new tail.
 
     The same chain as `link` (a test holds them equal) with one dump instead of two model copies: the
-    worker calls this for every decision.
+    worker calls this for every decision, and for every AgreementDecision on its own chain.
     """
     doc = decision.model_dump(mode="json", exclude_none=True)
     ledger: dict[str, object] = {"partition": partition, "prev_hash": state.last_hash, "seq": state.seq}
@@ -112,12 +113,17 @@ class PartitionReport:
         return not self.breaks
 
 
-def verify_partition(partition: int, records: Iterable[tuple[int, bytes]]) -> PartitionReport:
+def verify_partition(
+    partition: int,
+    records: Iterable[tuple[int, bytes]],
+    model: type[Decision] | type[AgreementDecision] = Decision,
+) -> PartitionReport:
     """Check one partition's decisions, given as (offset, raw JSON) in offset order.
 
     Reports every break: a record whose own hash does not match (altered), a sequence number that
     skips ahead (gap: records removed), one that goes back (reordered or replayed), and a prev_hash
-    that does not name the previous record (relinked).
+    that does not name the previous record (relinked). `model` is the chain's record type:
+    AgreementDecision for npd.agreement-decisions.v1.
     """
     report = PartitionReport(partition)
     expected_seq: int | None = None
@@ -125,9 +131,9 @@ def verify_partition(partition: int, records: Iterable[tuple[int, bytes]]) -> Pa
     for offset, raw in records:
         report.records += 1
         try:
-            decision = Decision.model_validate_json(raw)
+            decision = model.model_validate_json(raw)
         except ValueError as exc:
-            report.breaks.append(Break(offset, "invalid", f"not a Decision v1: {str(exc).splitlines()[0]}"))
+            report.breaks.append(Break(offset, "invalid", f"not a {model.__name__} v1: {str(exc).splitlines()[0]}"))
             prev_hash, expected_seq = None, None
             continue
         ledger = decision.ledger

@@ -31,6 +31,7 @@ from rules import Engine, PupilLookupBatch, WindowState, load_engine
 from schemas import Agreement, Alert, DeadLetterReason, Issue, MessageRef, issues_from_validation_error
 from schemas.ledger import LedgerState, link_json
 from streams import _compat
+from streams.approvals import ApprovalJudge, FindingsGauge, agreements_in
 from streams.endoffsets import probe_end_offsets_async
 from streams.kafka import aiokafka_config, faust_broker_options
 from streams.metrics import Metrics
@@ -39,6 +40,7 @@ from streams.outbox import Outbox
 from streams.processing import AgreementCache, Outcome, Processor, make_dead_letter
 from streams.reload import ServingPack
 from streams.settings import Settings
+from streams.stalls import StoppedPartitions, missing_codecs
 from streams.tables import WriteBehind
 from streams.timers import TimerGuard
 
@@ -155,13 +157,20 @@ def build_worker_app(
     pack = ServingPack(engine, metrics, pack_dir=settings.rule_pack_dir, pupil_key=key)
 
     _compat.install()  # every third-party patch, for the process's lifetime; refuses unpinned versions
+    t = settings.topics
+    pupil_topic_name = f"{settings.app_id}-pupil-lookups"
+    # A batch the worker cannot decode stops its partition only (the fix's docstring says why and how).
+    roles = {t.access: "access", t.agreements: "agreements", pupil_topic_name: "pupil_lookups"}
+    stopped_partitions = StoppedPartitions(metrics, roles)
+    if missing := missing_codecs():  # an image built without the project's dependencies
+        log.error("codecs_unavailable", codecs=missing, hint="batches in these codecs stop their partitions")
+    _compat.stop_partition_at_undecodable_batch(stopped_partitions.stop)
     app = faust.App(settings.app_id, **_faust_options(settings))
     if settings.local_mode:
         # Tansu reports a partition's end offset as the last batch's base offset + 1: without the probe,
         # changelog recovery would stop inside the last batch and lose table updates across a restart.
         _compat.use_end_probe(app, functools.partial(probe_end_offsets_async, aiokafka_config(settings)))
         _compat.shorten_fetch_wait(app)  # Tansu holds every fetch for its full wait (streams/_compat/fetch_wait.py)
-    t = settings.topics
 
     def raw_topic(name: str, partitions: int) -> faust.TopicT:
         # Bytes in and out: the agent decodes itself so that bad input can be dead-lettered intact.
@@ -172,6 +181,7 @@ def build_worker_app(
     decisions = raw_topic(t.decisions, settings.partitions)
     alerts = raw_topic(t.alerts, settings.partitions)
     deadletter = raw_topic(t.deadletter, settings.partitions)
+    agreement_decisions = raw_topic(t.agreement_decisions, 1)
 
     # The register is small and every worker needs all of it: one partition, replicated to all.
     register = app.GlobalTable(
@@ -207,7 +217,6 @@ def build_worker_app(
     window_writes = WriteBehind(windows, outbox.put)  # changelog records once per key per commit
     recipient_states = PartitionStates(window_writes, lateness)
     # Cross-recipient rules need all look-ups of one pupil together: re-partition by the pupil's HMAC.
-    pupil_topic_name = f"{settings.app_id}-pupil-lookups"
     pupil_topic = raw_topic(pupil_topic_name, settings.partitions)
     pupil_windows = app.Table("pupil-windows", partitions=settings.partitions, default=None)
     pupil_writes = WriteBehind(pupil_windows, outbox.put)
@@ -217,12 +226,24 @@ def build_worker_app(
     # that partition's events so it is recovered with them.
     ledger_tails = WriteBehind(app.Table("ledger", partitions=settings.partitions, default=None), outbox.put)
     outbox.grouped(pupil_topic_name, PupilLookupBatch.wrap)
+    # The agreement decisions' chain tail and the version judged per agreement (streams/approvals.py).
+    agreement_ledger = WriteBehind(app.Table("agreement-ledger", partitions=1, default=None), outbox.put)
+    judge = ApprovalJudge(
+        lambda: pack.engine,
+        metrics,
+        outbox.add,
+        agreement_ledger,
+        decisions_topic=t.agreement_decisions,
+        alerts_topic=t.alerts,
+    )
+    findings_gauge = FindingsGauge(metrics)
 
     def snapshot() -> None:
         """Runs as Faust reads the offsets to commit: the buffered table writes of exactly those events."""
         window_writes.flush()
         pupil_writes.flush()
         ledger_tails.flush()
+        agreement_ledger.flush()
 
     async def before_commit() -> None:
         """Runs before every offset commit: outputs out, every send (changelogs too) acknowledged."""
@@ -302,7 +323,7 @@ def build_worker_app(
     @app.task  # type: ignore[untyped-decorator]
     async def declare_outputs() -> None:
         """The output topics are written through the producer: make sure they exist (no-op if they do)."""
-        for topic in (decisions, alerts, deadletter):
+        for topic in (decisions, alerts, deadletter, agreement_decisions):
             try:
                 await topic.maybe_declare()
             except Exception:  # `gatewatch topics create` may have made them already, or the ACLs forbid it
@@ -462,16 +483,14 @@ def build_worker_app(
         for rule_id in pack.sweep_rules:
             metrics.governance_gaps.labels(rule_id).set(open_gaps.get(rule_id, 0))
         for alert in raised:
-            if alert.alert_id not in swept:  # the same gap is refreshed every sweep; count it once
-                swept.add(alert.alert_id)
+            if judge.first_count(alert.alert_id):  # refreshed every sweep (and raised on apply); count it once
                 metrics.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
             await emit(t.alerts, alert.alert_id.encode(), alert.model_dump_json().encode())
         log.info("governance_sweep", agreements=len(agreements), alerts=len(raised))
 
-    swept: set[str] = set()
-
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        stopped_partitions.forget((tp.topic, tp.partition) for tp in revoked)
         recipient_states.drop(tp.partition for tp in revoked if tp.topic == t.access)
         for tp in revoked:
             if tp.topic == t.access:
@@ -503,6 +522,8 @@ def build_worker_app(
             if key is not None and key in register:
                 del register[key]
                 log.info("agreement_removed", agreement_id=key)
+            if key is not None:
+                judge.withdrawn(key)
             return
         try:
             agreement = Agreement.model_validate_json(msg.value)
@@ -525,6 +546,8 @@ def build_worker_app(
             return
         register[agreement.agreement_id] = msg.value.decode("utf-8")
         log.info("agreement_loaded", agreement_id=agreement.agreement_id, status=agreement.status.value)
+        if not judge.unchanged(agreement):  # re-published unchanged: judged already, no new page
+            await judge.judge(agreement, ref)
 
     async def _reject_agreement(value: bytes, key: bytes | None, ref: MessageRef, issues: list[Issue]) -> None:
         metrics.dead_letters.labels("agreements", DeadLetterReason.SCHEMA_VIOLATION.value).inc()
@@ -539,6 +562,7 @@ def build_worker_app(
         tally = TallyCounter(a.status.value for k in list(register.keys()) if (a := processor.agreements(k)))
         for status in ("approved", "suspended", "revoked", "rejected"):
             metrics.agreements.labels(status).set(tally.get(status, 0))
+        findings_gauge.refresh(pack.engine, agreements_in(register, processor.agreements))
 
     @app.page("/metrics")
     async def metrics_page(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:

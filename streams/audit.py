@@ -1,4 +1,8 @@
-"""`gatewatch audit verify`: check the decision ledger on the decisions topic or in a JSONL export."""
+"""`gatewatch audit verify`: check the decision ledger on the decisions topic or in a JSONL export.
+
+With `model=AgreementDecision` the same checks run over the agreement decisions' chain
+(npd.agreement-decisions.v1, `gatewatch audit verify --agreement-decisions`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
+from schemas import AgreementDecision, Decision
 from schemas.ledger import PartitionReport, verify_partition
 from streams.endoffsets import probe_end_offsets
 from streams.kafka import kafka_python_config
@@ -17,17 +22,24 @@ from streams.settings import Settings
 __all__ = ["export_topic", "read_decisions_topic", "verify_export", "verify_records", "verify_topic"]
 
 
-def verify_records(by_partition: dict[int, list[tuple[int, bytes]]]) -> list[PartitionReport]:
-    return [verify_partition(p, records) for p, records in sorted(by_partition.items())]
+Chained = type[Decision] | type[AgreementDecision]
 
 
-def read_decisions_topic(settings: Settings, timeout: float = 30.0) -> dict[int, list[tuple[int, bytes]]]:
-    """Every record of the decisions topic, per partition, from the start to the current end."""
+def verify_records(
+    by_partition: dict[int, list[tuple[int, bytes]]], model: Chained = Decision
+) -> list[PartitionReport]:
+    return [verify_partition(p, records, model) for p, records in sorted(by_partition.items())]
+
+
+def read_decisions_topic(
+    settings: Settings, timeout: float = 30.0, *, topic: str | None = None
+) -> dict[int, list[tuple[int, bytes]]]:
+    """Every record of the decisions topic (or `topic`), per partition, from the start to the current end."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**kafka_python_config(settings), group_id=None, enable_auto_commit=False)
     try:
-        topic = settings.topics.decisions
+        topic = topic or settings.topics.decisions
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not tps:
             return {}
@@ -44,8 +56,9 @@ def read_decisions_topic(settings: Settings, timeout: float = 30.0) -> dict[int,
         consumer.close()
 
 
-def verify_topic(settings: Settings) -> list[PartitionReport]:
-    return verify_records(read_decisions_topic(settings))
+def verify_topic(settings: Settings, model: Chained = Decision) -> list[PartitionReport]:
+    topic = settings.topics.agreement_decisions if model is AgreementDecision else settings.topics.decisions
+    return verify_records(read_decisions_topic(settings, topic=topic), model)
 
 
 def export_topic(settings: Settings, out: IO[bytes]) -> dict[int, int]:
@@ -65,7 +78,7 @@ def export_topic(settings: Settings, out: IO[bytes]) -> dict[int, int]:
     return counts
 
 
-def verify_export(lines: Iterable[bytes]) -> list[PartitionReport]:
+def verify_export(lines: Iterable[bytes], model: Chained = Decision) -> list[PartitionReport]:
     """An export: Decision JSON lines in their partitions' order; the line number stands for the offset."""
     by_partition: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
     for number, line in enumerate(lines, start=1):
@@ -77,7 +90,7 @@ def verify_export(lines: Iterable[bytes]) -> list[PartitionReport]:
         except (ValueError, KeyError, TypeError):
             partition = -1  # unreadable or unchained: reported by the verifier under partition -1
         by_partition[partition].append((number, raw))
-    return verify_records(by_partition)
+    return verify_records(by_partition, model)
 
 
 def render(reports: list[PartitionReport], *, unit: str) -> str:
@@ -95,6 +108,6 @@ def render(reports: list[PartitionReport], *, unit: str) -> str:
     return "\n".join(lines) if lines else "no decisions found"
 
 
-def verify_path(path: Path) -> list[PartitionReport]:
+def verify_path(path: Path, model: Chained = Decision) -> list[PartitionReport]:
     with path.open("rb") as handle:
-        return verify_export(handle)
+        return verify_export(handle, model)

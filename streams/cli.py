@@ -192,10 +192,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from streams.bench import run_bench
+    from streams.bench import run_bench, run_scale_out
 
-    results = run_bench(quick=args.quick, out=args.out, only=args.only)
+    if args.scale_out:
+        results = run_scale_out(args.scale_out, events=args.events, batch_size=args.batch_size, out=args.out)
+    else:
+        results = run_bench(quick=args.quick, out=args.out, only=args.only)
     return 1 if results["errors"] else 0
+
+
+def _worker_counts(text: str) -> list[int]:
+    """`1,2,4` -> [1, 2, 4] for `bench --scale-out`."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected worker counts like 1,2,4, got {text!r}") from None
+    if not counts or any(not 1 <= k <= 64 for k in counts):
+        raise argparse.ArgumentTypeError("worker counts must be between 1 and 64, e.g. 1,2,4")
+    return counts
 
 
 def cmd_rules_validate(args: argparse.Namespace) -> int:
@@ -239,7 +253,42 @@ def cmd_agreements_load(args: argparse.Namespace) -> int:
     with Publisher(settings) as pub:
         count = pub.publish_agreements(agreements)
     print(f"published {count} agreements to {settings.topics.agreements}")
+    # The register is the register: it is published whatever the findings, which follow for people.
+    from rules import load_engine
+    from streams.agreements_check import judge_entries, summary_lines, uk_today
+
+    day = uk_today()
+    entries = [a.model_dump(mode="json") for a in agreements]
+    print("\n".join(summary_lines(list(judge_entries(entries, load_engine(settings.rule_pack_dir), day)), day)))
     return 0
+
+
+def cmd_agreements_check(args: argparse.Namespace) -> int:
+    from rules import load_engine
+    from streams.agreements_check import judge_entries, read_entries, uk_today
+
+    entries = read_entries(args.file)
+    engine = load_engine(args.rules)
+    worst = 0
+    for judged in judge_entries(entries, engine, args.at or uk_today()):
+        sys.stdout.write(judged.as_json() + "\n")
+        if judged.verdict != "compliant":
+            worst = 1
+    sys.stdout.flush()
+    return worst
+
+
+def _uk_date(text: str) -> Any:
+    """A YYYY-MM-DD date argument (argparse makes a bad one a usage error, exit 2)."""
+    import datetime as dt
+    import re
+
+    try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -305,12 +354,14 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from schemas import AgreementDecision, Decision
     from streams.audit import render, verify_path, verify_topic
 
+    model = AgreementDecision if args.agreement_decisions else Decision
     if args.file:
-        reports, unit = verify_path(args.file), "line"
+        reports, unit = verify_path(args.file, model), "line"
     else:
-        reports, unit = verify_topic(_settings(args)), "offset"
+        reports, unit = verify_topic(_settings(args), model), "offset"
     print(render(reports, unit=unit))
     return 0 if all(r.ok for r in reports) else 1
 
@@ -436,7 +487,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         action="append",
         metavar="NAME",
-        help="run only these benchmarks (engine, live, replay, batched, latency, memory); repeatable",
+        help="run only these benchmarks (engine, offline, live, replay, batched, latency, memory); repeatable",
+    )
+    p.add_argument(
+        "--scale-out",
+        type=_worker_counts,
+        metavar="K,K,...",
+        help="instead of the suite: K workers in one consumer group over one backlog, for each K (e.g. 1,2,4)",
+    )
+    p.add_argument(
+        "--events",
+        type=int,
+        help="--scale-out: backlog size in events (default 200,000 batched, 40,000 single-event messages)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=500,
+        choices=range(1, 1001),
+        metavar="1-1000",
+        help="--scale-out: events per message (default 500; 1 for single-event messages)",
     )
     p.set_defaults(func=cmd_bench)
 
@@ -463,6 +533,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help="YAML or JSON list of Agreement v1 objects")
     kafka_opts(p)
     p.set_defaults(func=cmd_agreements_load)
+    p = agreements.add_parser(
+        "check",
+        help="judge every agreement of a file by the approval rules, offline; one JSON line per entry",
+        description="Judge each agreement of FILE (a YAML or JSON list, or JSON lines) by the rule pack's "
+        "agreement rules at a UK date, in input order. Prints one JSON line per entry: agreement_id, verdict "
+        "(compliant, violation or invalid), violations and, for an invalid entry, its validation errors "
+        "(never its values). Exit 0 when every entry is compliant, 1 otherwise, 2 on a usage error.",
+    )
+    p.add_argument("file", type=Path, help="agreements: YAML or JSON list, or JSON lines (.jsonl)")
+    p.add_argument("--at", type=_uk_date, help="UK date to judge at, YYYY-MM-DD (default: today in the UK)")
+    p.add_argument("--rules", type=Path, help="rule pack directory (default: the bundled NPD pack)")
+    p.set_defaults(func=cmd_agreements_check)
 
     p = sub.add_parser(
         "simulate",
@@ -506,6 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = audit.add_parser("verify", help="check the decisions' hash chain for gaps, reordering and alteration")
     p.add_argument(
         "--file", type=Path, help="an export of decisions (`gatewatch audit export`) instead of the decisions topic"
+    )
+    p.add_argument(
+        "--agreement-decisions",
+        action="store_true",
+        help="verify the agreement decisions' chain (npd.agreement-decisions.v1, or an export of it) instead",
     )
     kafka_opts(p)
     p.set_defaults(func=cmd_audit_verify)

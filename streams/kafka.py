@@ -30,6 +30,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.decisions, n, {}),
         TopicSpec(t.alerts, n, {}),
         TopicSpec(t.deadletter, n, {}),
+        # The register's judgements, in the register's order on one hash chain.
+        TopicSpec(t.agreement_decisions, 1, {}),
     ]
 
 

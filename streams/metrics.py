@@ -109,6 +109,19 @@ class Metrics:
             ["rule"],
             registry=registry,
         )
+        self.agreement_findings = Gauge(
+            "gatewatch_agreement_findings",
+            "Agreements in the current register with at least one approval finding, by violation category "
+            "(judged by the agreement rules at today's UK date)",
+            ["category"],
+            registry=registry,
+        )
+        self.agreement_decisions = Counter(
+            "gatewatch_agreement_decisions_total",
+            "Agreement decisions written (an agreement added or changed in the register, judged), by verdict",
+            ["verdict"],
+            registry=registry,
+        )
         self.partition_lag = Gauge(
             "gatewatch_partition_lag_messages",
             "Messages in an assigned access partition not yet processed by this worker",
@@ -119,6 +132,14 @@ class Metrics:
             "gatewatch_partition_last_processed_timestamp_seconds",
             "Unix time at which this worker last finished a message of an assigned access partition",
             ["partition"],
+            registry=registry,
+        )
+        self.partition_undecodable = Gauge(
+            "gatewatch_partition_undecodable",
+            "1 while this worker has stopped reading a partition at a record batch it cannot decode "
+            "(topic: access, agreements, pupil_lookups, changelog or other; reason: unsupported_codec, "
+            "corrupt_batch or decode_error); nothing after it is read or committed until a restart",
+            ["topic", "partition", "reason"],
             registry=registry,
         )
         self.pack_reloads = Counter(
@@ -152,6 +173,10 @@ class Metrics:
             self.decisions.labels(verdict.value)
         for result in ("ok", "failed"):
             self.pack_reloads.labels(result)
+        for category in Category:
+            self.agreement_findings.labels(category.value)
+        for verdict in (Verdict.COMPLIANT, Verdict.VIOLATION):
+            self.agreement_decisions.labels(verdict.value)
         for table in ("recipient", "pupil"):
             self.window_keys.labels(table)
 

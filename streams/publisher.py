@@ -28,6 +28,7 @@ class Publisher:
             "batch_size": 256 * 1024,
             "retries": 5,
             "max_in_flight_requests_per_connection": 1,  # keeps per-key order across retries
+            "compression_type": None if settings.producer_compression == "none" else settings.producer_compression,
         }
         if settings.local_mode:
             # Tansu's end offsets count batches, not records (streams/endoffsets.py); unbatched sends keep

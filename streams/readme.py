@@ -84,7 +84,7 @@ def rules_table() -> str:
 
 def _kind(rule: Any) -> str:
     if rule.scope == "agreement":
-        return "sweep (per agreement)"
+        return "per agreement (as applied, and swept)"
     if rule.window is None:
         return "per event"
     w = rule.window

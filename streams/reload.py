@@ -41,7 +41,11 @@ class ServingPack:
 
     @property
     def sweep_rules(self) -> list[str]:
-        return [r.id for r in self.engine.rules if r.scope == "agreement" and r.enabled]
+        """The governance-gap rules the sweep judges (the labels of gatewatch_governance_gaps); the other
+        agreement rules' findings are counted by category in gatewatch_agreement_findings."""
+        return [
+            r.id for r in self.engine.rules if r.scope == "agreement" and r.enabled and r.category == "governance_gap"
+        ]
 
     def on_swap(self, callback: Callable[[Engine], None]) -> None:
         self._on_swap.append(callback)

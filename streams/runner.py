@@ -54,6 +54,10 @@ class RunSummary:
     alerts_by_category: Counter[str] = field(default_factory=Counter)
     alerts_by_severity: Counter[str] = field(default_factory=Counter)
     event_ids_decided: set[str] = field(default_factory=set)
+    #: Agreement versions judged (npd.agreement-decisions.v1), those with findings, and findings by category.
+    approvals_judged: int = 0
+    approvals_with_findings: int = 0
+    approval_findings_by_category: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,6 +73,9 @@ class RunSummary:
             "alerts": self.alerts,
             "alerts_by_category": dict(sorted(self.alerts_by_category.items())),
             "alerts_by_severity": dict(sorted(self.alerts_by_severity.items())),
+            "approvals_judged": self.approvals_judged,
+            "approvals_with_findings": self.approvals_with_findings,
+            "approval_findings_by_category": dict(sorted(self.approval_findings_by_category.items())),
             "seconds": round(self.seconds, 2),
         }
 
@@ -87,6 +94,10 @@ class RunSummary:
         ]
         width = max((len(k) for k in self.alerts_by_category), default=0)
         lines += [f"    {k.ljust(width)}  {v}" for k, v in sorted(self.alerts_by_category.items())]
+        lines.append(f"  approvals judged      {self.approvals_judged} ({self.approvals_with_findings} with findings)")
+        lines.append("  approval findings by category")
+        width = max((len(k) for k in self.approval_findings_by_category), default=0)
+        lines += [f"    {k.ljust(width)}  {v}" for k, v in sorted(self.approval_findings_by_category.items())]
         return "\n".join(lines)
 
 
@@ -103,12 +114,13 @@ def collect_summary(settings: Settings, expected: int, timeout: float, summary: 
     try:
         tps = [
             TopicPartition(topic, p)
-            for topic in (t.decisions, t.deadletter, t.alerts)
+            for topic in (t.decisions, t.deadletter, t.alerts, t.agreement_decisions)
             for p in (consumer.partitions_for_topic(topic) or {0})
         ]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         alert_ids: set[str] = set()
+        judged: set[str] = set()  # agreement versions (content hashes) already counted
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=500).values():
@@ -122,6 +134,12 @@ def collect_summary(settings: Settings, expected: int, timeout: float, summary: 
                     elif record.topic == t.deadletter:
                         summary.dead_letters += 1
                         summary.dead_letter_reasons[doc["reason"]] += 1
+                    elif record.topic == t.agreement_decisions:
+                        if doc["agreement_sha256"] not in judged:
+                            judged.add(doc["agreement_sha256"])
+                            summary.approvals_judged += 1
+                            summary.approvals_with_findings += bool(doc["violations"])
+                            summary.approval_findings_by_category.update(v["category"] for v in doc["violations"])
                     elif doc["alert_id"] not in alert_ids:  # alerts are de-duplicated by their id
                         alert_ids.add(doc["alert_id"])
                         summary.alerts += 1

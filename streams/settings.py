@@ -21,6 +21,7 @@ class TopicNames(BaseSettings):
     decisions: str = "npd.decisions.v1"
     alerts: str = "npd.alerts.v1"
     deadletter: str = "npd.deadletter.v1"
+    agreement_decisions: str = "npd.agreement-decisions.v1"
 
 
 class Settings(BaseSettings):
@@ -72,6 +73,11 @@ class Settings(BaseSettings):
         description="Largest record batch the worker produces, and the largest dead letter (a longer original "
         "is cut, with its length and sha256 kept); keep it under the brokers' and topics' message size limit "
         "(Kafka's default is 1 MiB)",
+    )
+    producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        default="none",
+        description="Codec of the record batches the Publisher sends (`up`, `simulate --publish`, `agreements "
+        "load`, `replay --publish`): none, gzip, snappy, lz4 or zstd. The worker reads every codec, whoever produced",
     )
     max_future_skew_seconds: int = Field(
         default=300, ge=0, description="Events dated further in the future than this are dead-lettered"

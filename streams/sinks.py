@@ -93,6 +93,9 @@ def alertmanager_payload(
             "agreement": alert.agreement_id or "none",
             "gateway": alert.legal_gateway or "none",
             "purpose": alert.purpose or "none",
+            # An alert with no event is a finding about an agreement (judged as it entered the register or
+            # re-swept): Alertmanager routes those to governance.
+            "subject": "event" if alert.event_ids else "agreement",
             "source": "gatewatch",
         }
         description = alert.explanation

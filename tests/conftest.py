@@ -58,6 +58,7 @@ def isolated_settings(broker: EmbeddedBroker, data_dir: Path, **overrides: objec
         decisions=f"{prefix}.decisions",
         alerts=f"{prefix}.alerts",
         deadletter=f"{prefix}.deadletter",
+        agreement_decisions=f"{prefix}.agreement-decisions",
     )
     values: dict[str, object] = {
         "kafka_bootstrap": broker.bootstrap,

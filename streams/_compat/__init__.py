@@ -1,8 +1,9 @@
 """Every run-time patch Gatewatch makes to a third-party library, behind one switch and a version guard.
 
-Eight methods of faust-streaming, aiokafka and mode-streaming are replaced, each to work around a
+Eleven methods of faust-streaming, aiokafka and mode-streaming are replaced, each to work around a
 bug or a missing hook described (with its upstream issue) in the module that builds the replacement:
 
+- aiokafka_decode: a batch aiokafka cannot decode stops only its partition, not the consumer (#321).
 - aiokafka_metadata: aiokafka's producer loses track of topics it sends to.
 - faust_rebalance: Faust drops delivered messages when a worker takes over partitions (#596).
 - fetch_wait: the embedded broker holds every fetch for Faust's hard-coded 1,500 ms wait.
@@ -16,7 +17,8 @@ one of these libraries means re-reading each patch against the new source, then 
 `EXPECTED_VERSIONS` and the fingerprints.
 
 `install()` is called once, at worker start-up (streams/app.py). The per-app switches
-(`shorten_fetch_wait`, `use_end_probe`, `add_commit_hooks`) only take effect once it has been.
+(`shorten_fetch_wait`, `use_end_probe`, `add_commit_hooks`, `stop_partition_at_undecodable_batch`)
+only take effect once it has been.
 
 Adding a patch: a module here with one `Patch` per replaced attribute (owner, attribute, a `build`
 taking the library's function and returning the replacement, the upstream issue, the sha256 of the
@@ -30,8 +32,16 @@ import importlib.metadata
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-from streams._compat import aiokafka_metadata, commit_hook, faust_rebalance, fetch_wait, recovery_highwaters
+from streams._compat import (
+    aiokafka_decode,
+    aiokafka_metadata,
+    commit_hook,
+    faust_rebalance,
+    fetch_wait,
+    recovery_highwaters,
+)
 from streams._compat._patch import Patch
+from streams._compat.aiokafka_decode import stop_partition_at_undecodable_batch
 from streams._compat.commit_hook import add_commit_hooks
 from streams._compat.fetch_wait import LOCAL_FETCH_WAIT_MS, shorten_fetch_wait
 from streams._compat.recovery_highwaters import EndProbe, use_end_probe
@@ -50,6 +60,7 @@ __all__ = [
     "installed",
     "installed_versions",
     "shorten_fetch_wait",
+    "stop_partition_at_undecodable_batch",
     "uninstall",
     "use_end_probe",
 ]
@@ -62,6 +73,7 @@ EXPECTED_VERSIONS: Mapping[str, str] = {
 }
 
 PATCHES: tuple[Patch, ...] = (
+    *aiokafka_decode.PATCHES,
     *aiokafka_metadata.PATCHES,
     *faust_rebalance.PATCHES,
     *fetch_wait.PATCHES,

@@ -15,6 +15,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900
 KEYS = (
     "engine_us_per_event_p50",
     "engine_speedup_vs_cel",
+    "offline_us_per_event_p50",
+    "live_vs_bare_transform",
+    "batched_vs_bare_transform",
     "live_vs_bare_faust",
     "replay_vs_raw_consume",
     "batched_events_per_s",
@@ -37,6 +40,6 @@ def test_quick_bench_writes_every_figure_as_a_number(tmp_path: Path) -> None:
         assert math.isfinite(doc[key]), key
     assert {"platform", "cpu_count", "python"} <= set(doc["machine"])
     assert doc["sizes"]["live_events"] > 0
-    rounds = doc["live_rounds"]
-    assert 2 == len(rounds)  # each pair (bare Faust, Gatewatch) read the whole topic in its own groups
-    assert [doc["sizes"]["live_events"]] * 2 == [r["gatewatch_decisions"] for r in rounds]
+    n = doc["sizes"]["live_events"]
+    for name in ("live_rounds", "batched_rounds"):  # each round: the anchors, then Gatewatch, same topic
+        assert [n, n] == [r["gatewatch_decisions"] for r in doc[name]], name

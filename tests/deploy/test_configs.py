@@ -181,6 +181,17 @@ ROUTES = [
         id="backstop-pages",
     ),
     pytest.param({"alertname": "Something", "severity": "critical"}, "ops", id="unknown-source-to-ops"),
+    pytest.param(
+        {**VIOLATION, "alertname": "NPD-APR-03", "subject": "agreement", "severity": "critical"},
+        "governance",
+        id="critical-approval-finding-to-governance",
+    ),
+    pytest.param(
+        {**VIOLATION, "alertname": "NPD-APR-10", "subject": "agreement", "severity": "high"},
+        "governance",
+        id="high-approval-finding-to-governance",
+    ),
+    pytest.param({**VIOLATION, "subject": "event", "severity": "critical"}, "pager", id="critical-share-pages"),
 ]
 
 
@@ -230,6 +241,15 @@ def test_a_critical_violation_inhibits_the_backstop_and_no_other_violation(alert
             {**high, "agreement": "DSA-2019-0007"},
             {"source": "gatewatch-platform", "alertname": "GatewatchConsumerLagHigh", "severity": "high"},
             {"source": "gatewatch-platform", "alertname": "GatewatchCriticalViolationBackstop", "severity": "critical"},
+            # A critical approval finding on another agreement inhibits nobody's share alerts there.
+            {
+                **VIOLATION,
+                "alertname": "NPD-APR-03",
+                "subject": "agreement",
+                "severity": "critical",
+                "agreement": "DSA-2021-0003",
+            },
+            {**high, "agreement": "DSA-2021-0003"},
         ],
     )
     deadline = time.monotonic() + 10
@@ -239,10 +259,32 @@ def test_a_critical_violation_inhibits_the_backstop_and_no_other_violation(alert
         inhibited = {
             (a["labels"]["alertname"], a["labels"].get("agreement", "")) for a in alerts if a["status"]["inhibitedBy"]
         }
-        if (len(alerts) == 5 and inhibited) or time.monotonic() > deadline:
+        if (len(alerts) == 7 and inhibited) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert {("GatewatchCriticalViolationBackstop", "")} == inhibited
+
+
+def test_an_undecodable_batch_inhibits_the_stalled_page_of_the_same_partition_only(alertmanager: str) -> None:
+    def stalled(instance: str, partition: str) -> dict[str, str]:
+        labels = {"alertname": "GatewatchPartitionStalled", "severity": "critical", "partition": partition}
+        return {"source": "gatewatch-platform", "instance": instance, **labels}
+
+    undecodable = {**stalled("w1:6066", "1"), "alertname": "GatewatchPartitionUndecodable", "topic": "access"}
+    _post_alerts(alertmanager, [undecodable, stalled("w1:6066", "1"), stalled("w1:6066", "2"), stalled("w2:6066", "1")])
+    deadline = time.monotonic() + 10
+    while True:
+        with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts", timeout=5) as response:
+            alerts = json.loads(response.read())
+        inhibited = {
+            (a["labels"]["alertname"], a["labels"]["instance"], a["labels"]["partition"])
+            for a in alerts
+            if a["status"]["inhibitedBy"]
+        }
+        if (len(alerts) == 4 and inhibited) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert {("GatewatchPartitionStalled", "w1:6066", "1")} == inhibited
 
 
 # ---- Grafana -----------------------------------------------------------------------------------------------------

@@ -255,7 +255,8 @@ def _boom(_facts: object) -> bool:
 def test_a_rule_that_raises_is_recorded_and_the_others_still_run(engine: Engine) -> None:
     import dataclasses
 
-    broken = dataclasses.replace(engine.rules[0], condition=_boom)
+    first_event_rule = next(i for i, r in enumerate(engine.rules) if r.scope == "event")
+    broken = dataclasses.replace(engine.rules[first_event_rule], condition=_boom)
     from rules.loader import LoadedPack
 
     pack = engine._pack
@@ -266,7 +267,7 @@ def test_a_rule_that_raises_is_recorded_and_the_others_still_run(engine: Engine)
             pack.engine_version,
             pack.description,
             pack.sha256,
-            (broken, *engine.rules[1:]),
+            (*engine.rules[:first_event_rule], broken, *engine.rules[first_event_rule + 1 :]),
             pack.catalogue,
         )
     )

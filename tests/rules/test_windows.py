@@ -374,7 +374,7 @@ def test_bad_window_blocks_are_reported_with_lines(tmp_path: Path) -> None:
         "a `per: pupil` rule is judged from the pupil lookup, which carries only event.agreement_id, event.id, "
         "event.legal_gateway, event.local_date, event.purpose, event.recipient.org_id, event.recipient.org_type "
         "and window.*",
-        f"{f}:33: rule W-03: a scope: agreement rule needs due: the date expression its alert id is keyed by",
+        f"{f}:33: rule W-03: a scope: agreement rule needs due: the date expression its finding dates from",
         f"{f}:34: rule W-03: condition, column 1: fact 'event.pupil_level' cannot be used here: a `scope: agreement` "
         "rule sees no event: only agreement.* (not agreement.cited) and now.* facts",
     ] == got

@@ -62,3 +62,28 @@ def test_secrets_never_show_in_the_settings_repr() -> None:
 
 def test_web_endpoints_bind_to_loopback_unless_configured() -> None:
     assert Settings().web_host == "127.0.0.1"
+
+
+def test_producer_compression_is_validated_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("GATEWATCH_PRODUCER_COMPRESSION", "zstd")
+    assert "zstd" == Settings().producer_compression
+    monkeypatch.setenv("GATEWATCH_PRODUCER_COMPRESSION", "brotli")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    message = str(caught.value)
+    assert "producer_compression" in message
+    assert "'none', 'gzip', 'snappy', 'lz4' or 'zstd'" in message
+
+
+def test_both_kafka_clients_have_every_codec_kafka_defines() -> None:
+    import aiokafka.codec
+    import kafka.codec
+
+    from streams.stalls import missing_codecs
+
+    assert [] == missing_codecs()  # aiokafka: the worker, replay
+    kafka_python = {"snappy": kafka.codec.has_snappy(), "lz4": kafka.codec.has_lz4(), "zstd": kafka.codec.has_zstd()}
+    assert {"snappy": True, "lz4": True, "zstd": True} == kafka_python  # the Publisher, sinks, audit verify
+    assert aiokafka.codec.has_gzip()

@@ -147,7 +147,9 @@ def test_replay_and_check_reproduce_the_live_workers_alert_ids_under_the_product
                 break
     finally:
         worker.stop()
-    live = {str(a["alert_id"]) for a in live_alerts}
+    # Alerts about events; the worker also judges the register's agreements as it applies them, and those
+    # alerts (no event) are not what check and replay reproduce from events.
+    live = {str(a["alert_id"]) for a in live_alerts if a["event_ids"]}
 
     events_file = tmp_path / "events.jsonl"
     events_file.write_bytes(_jsonl(events))

@@ -64,11 +64,28 @@ def test_alertmanager_payload_carries_the_routing_labels_and_annotations() -> No
         "agreement": "DSA-2024-0001",
         "gateway": "DEA2017-s64",
         "purpose": "research",
+        "subject": "event",
         "source": "gatewatch",
     }
     assert {"summary", "description", "runbook_url"} <= set(posted["annotations"])
     assert posted["endsAt"] == "2026-03-10T13:00:00Z"
     assert posted["generatorURL"].endswith(alert.alert_id)
+
+
+def test_an_alert_about_an_agreement_is_labelled_for_governance_routing() -> None:
+    from rules import load_engine
+    from tests.factories import make_agreement
+
+    agreement = make_agreement(fields_allowed=["pmr", "nationality"])
+    [alert] = load_engine().judge_agreement(agreement, NOW).alerts
+    [posted] = alertmanager_payload(
+        [alert], now=NOW, ttl=dt.timedelta(hours=1), generator_base="http://gw", runbook_base="http://gw"
+    )
+    assert ("agreement", "NPD-APR-04", "DSA-2024-0001") == (
+        posted["labels"]["subject"],
+        posted["labels"]["alertname"],
+        posted["labels"]["agreement"],
+    )
 
 
 def test_webhook_bodies_are_signed_and_verifiable() -> None:
