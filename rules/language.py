@@ -5,7 +5,7 @@ builds a `Syntax` tree (grammar, literals, size limits); the type-check pass (`_
 every name in the fixed fact vocabulary (rules.facts.FACTS), checks types and catalogue codes and
 gives a `Typed` tree; the compile pass (`_Compiler`) builds a tree of plain closures taking a `Facts`
 context, each with the key function the engine's index uses. `rules diff` (rules/diff.py) and the
-CEL translator (benchmarks/engine.py) read the same syntax tree. See rules/README.md.
+CEL translator (streams/bench/engine.py) read the same syntax tree. See rules/README.md.
 """
 
 from __future__ import annotations
@@ -420,7 +420,7 @@ class Syntax:
     """A node of a condition's syntax tree: what the text says, before any name or type is resolved.
 
     The passes over it: `_Checker` (type-check) then `_Compiler` (closures, index keys), `rules diff`
-    (rules/diff.py: implication between two versions) and the CEL translator (benchmarks/engine.py).
+    (rules/diff.py: implication between two versions) and the CEL translator (streams/bench/engine.py).
     Parentheses leave no node: they only shape the tree.
     """
 
