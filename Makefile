@@ -1,11 +1,12 @@
 # One entry point for people and CI. `make up` runs Gatewatch on the embedded broker; `make test` runs
-# every test (CI runs `.ci/run`, which is `make test`). Both create .venv and install the project first.
+# every test (CI runs `.ci/run`, which is `make test`); `make test-fast` the unit tests only (no broker,
+# nothing slow) for the inner loop. All create .venv and install the project first.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test lint typecheck schemas clean
+.PHONY: install up test test-fast lint typecheck schemas clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +23,9 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy schemas rules streams
 	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -q -m "not integration and not slow"
 
 lint: install
 	$(BIN)/ruff check .

@@ -11,15 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rules.facts import (
-    _IDENTIFIERS,
-    _IDENTIFYING,
-    _PROHIBITED,
-    _SENSITIVE,
-    _UNKNOWN,
-    Facts,
-    _fact,
-)
+from rules._views import BIT_IDENTIFIERS, BIT_IDENTIFYING, BIT_PROHIBITED, BIT_SENSITIVE, BIT_UNKNOWN
+from rules.facts import Facts, _fact
 
 __all__: list[str] = []
 
@@ -29,8 +22,8 @@ def _allowed_fields_of_class(bit: int) -> Callable[[Facts], tuple[str, ...]]:
         a = f.agreement
         if a is None:
             return ()
-        bits = f.memo.bits
-        return tuple(c for c in a.fields_allowed if bits.get(c, _UNKNOWN) & bit)
+        bits = f.views.bits
+        return tuple(c for c in a.fields_allowed if bits.get(c, BIT_UNKNOWN) & bit)
 
     return get
 
@@ -40,25 +33,25 @@ _fact(
     "list",
     "Fields the agreement allows that are prohibited for every recipient",
     domain="field",
-)(_allowed_fields_of_class(_PROHIBITED))
+)(_allowed_fields_of_class(BIT_PROHIBITED))
 _fact(
     "agreement.fields_identifiers",
     "list",
     "Instant or meaningful identifiers the agreement allows",
     domain="field",
-)(_allowed_fields_of_class(_IDENTIFIERS))
+)(_allowed_fields_of_class(BIT_IDENTIFIERS))
 _fact(
     "agreement.fields_identifying",
     "list",
     "Identifiers or Tier 1/2 pupil-level fields the agreement allows",
     domain="field",
-)(_allowed_fields_of_class(_IDENTIFYING))
+)(_allowed_fields_of_class(BIT_IDENTIFYING))
 _fact(
     "agreement.fields_sensitive",
     "list",
     "Tier 1 or special category fields the agreement allows",
     domain="field",
-)(_allowed_fields_of_class(_SENSITIVE))
+)(_allowed_fields_of_class(BIT_SENSITIVE))
 
 
 @_fact(

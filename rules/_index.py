@@ -125,7 +125,7 @@ class RuleIndex:
     def candidates(self, key: tuple[Any, ...], agreement: object) -> tuple[Plan, ...]:
         """The rules that can fire for an event with these index values and agreement view, in pack order.
 
-        `agreement` is the event's Facts.av: the plans are specialised to it, so facts of the agreement
+        `agreement` is the event's Facts.agreement_view: the plans are specialised to it, so facts of the agreement
         view are known too (rules.facts.INDEX_PARTIAL reads them from `key + (agreement,)`).
         """
         if not self.indexed:

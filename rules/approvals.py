@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rules.catalogue import Catalogue
-from rules.facts import LONDON, Facts
+from rules.facts import LONDON, CatalogueViews, Facts
 from rules.loader import Rule
 from schemas.agreement import Agreement
 from schemas.agreement_decision import AgreementDecision, agreement_sha256
@@ -60,15 +60,21 @@ def _clip(text: str) -> str:
 
 
 def agreement_findings(
-    rules: Sequence[Rule], agreement: Agreement, catalogue: Catalogue, at: dt.datetime
+    rules: Sequence[Rule],
+    agreement: Agreement,
+    catalogue: Catalogue,
+    at: dt.datetime,
+    *,
+    views: CatalogueViews | None = None,
 ) -> tuple[list[Finding], list[Issue]]:
     """Every rule of `rules` (scope: agreement) whose condition holds for `agreement` judged at `at`.
 
-    A rule that raises is an `engine_error` Issue naming it; the other rules still run.
+    A rule that raises is an `engine_error` Issue naming it; the other rules still run. `views`: the
+    engine's views of the catalogue (a fresh one if None).
     """
     if at.tzinfo is None:
         raise ValueError("agreements are judged at a timezone-aware time; pass dt.datetime.now(dt.UTC)")
-    facts = Facts.for_sweep(agreement, catalogue, at)
+    facts = Facts.for_sweep(agreement, catalogue, at, views)
     findings: list[Finding] = []
     errors: list[Issue] = []
     for rule in rules:
@@ -122,9 +128,10 @@ def judge(
     *,
     evaluated_at: dt.datetime | None = None,
     source: MessageRef | None = None,
+    views: CatalogueViews | None = None,
 ) -> AgreementEvaluation:
     """The AgreementDecision for `agreement` judged at `at` (time-dependent rules use its UK date), and its alerts."""
-    findings, errors = agreement_findings(rules, agreement, catalogue, at)
+    findings, errors = agreement_findings(rules, agreement, catalogue, at, views=views)
     content = agreement_sha256(agreement)
     decision = AgreementDecision(
         agreement_id=agreement.agreement_id,

@@ -22,7 +22,7 @@ from typing import Any
 from rules._yaml import YamlMap, read_yaml
 from rules.exceptions import ConditionError, RulePackError
 from rules.inhibit import inhibition_edges
-from rules.language import TokenCursor, compile_expression
+from rules.language import Syntax, parse
 from rules.loader import RULES_GLOB, load_pack
 
 __all__ = [
@@ -143,101 +143,40 @@ def _bump_suffices(old: str, bump: str, required: ChangeClass | None) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A condition syntax node. `and`/`or` keep their operands as a frozenset: conditions are pure."""
+    """A normalised condition node (from rules.language.Syntax). `and`/`or` keep their operands as a
+    frozenset: conditions are pure, so order and repetition do not change what they mean."""
 
     op: str  # and, or, not, cmp, in, sub, call, name, lit
     args: tuple[Any, ...] = ()
 
 
-class _TreeParser(TokenCursor):
-    """The grammar of rules/language.py (`or` < `and` < `not` < comparison < `-` < primary), building nodes.
-
-    Only conditions the engine already compiled are parsed here, so errors are not re-diagnosed.
-    """
-
-    def chain(self, op: str, sub: Any) -> Node:
-        parts: list[Node] = [sub()]
-        while self.at("kw", op):
-            self.take()
-            parts.append(sub())
-        if len(parts) == 1:
-            return parts[0]
+def _normal(node: Syntax) -> Node:
+    """A condition's syntax tree with `and`/`or` flattened into sets and `not not x` as x."""
+    kind, args = node.kind, node.args
+    if kind in ("and", "or"):
         flat: set[Node] = set()
-        for p in parts:  # `a and (b and c)` is `a and b and c`
-            flat |= set(p.args[0]) if p.op == op else {p}
-        return Node(op, (frozenset(flat),)) if len(flat) > 1 else next(iter(flat))
-
-    def or_(self) -> Node:
-        return self.chain("or", self.and_)
-
-    def and_(self) -> Node:
-        return self.chain("and", self.not_)
-
-    def not_(self) -> Node:
-        if self.at("kw", "not"):
-            self.take()
-            inner = self.not_()
-            return inner.args[0] if inner.op == "not" else Node("not", (inner,))
-        return self.comparison()
-
-    def comparison(self) -> Node:
-        left = self.additive()
-        tok = self.peek()
-        if tok.kind == "op" and tok.text in ("==", "!=", "<", "<=", ">", ">="):
-            self.take()
-            return Node("cmp", (tok.text, left, self.additive()))
-        if self.at("kw", "in") or (self.at("kw", "not") and self.peek(1).kind == "kw" and self.peek(1).text == "in"):
-            negate = self.take().text == "not"
-            if negate:
-                self.take()
-            return Node("in", (negate, left, self.additive()))
-        return left
-
-    def additive(self) -> Node:
-        node = self.primary()
-        while self.at("op", "-"):
-            self.take()
-            node = Node("sub", (node, self.primary()))
-        return node
-
-    def primary(self) -> Node:
-        start = self.take()
-        if start.kind == "op" and start.text == "(":
-            inner = self.or_()
-            self.take()  # ")"
-            return inner
-        if start.kind == "op" and start.text == "[":
-            while not self.at("op", "]"):
-                self.take()
-            end = self.take()
-            return self.literal(self.text[start.pos : end.pos + 1])
-        if start.kind == "op" and start.text == "-":
-            num = self.take()
-            return self.literal(self.text[start.pos : num.pos + len(num.text)])
-        if start.kind in ("int", "str") or (start.kind == "kw" and start.text in ("true", "false", "null")):
-            return self.literal(start.text)
-        if self.at("op", "("):
-            self.take()
-            args: list[Node] = []
-            if not self.at("op", ")"):
-                args.append(self.or_())
-                while self.at("op", ","):
-                    self.take()
-                    args.append(self.or_())
-            self.take()  # ")"
-            return Node("call", (start.text, tuple(args)))
-        return Node("name", (start.text,))
-
-    @staticmethod
-    def literal(text: str) -> Node:
-        # The engine's own compiler gives the literal's value (escapes, negative numbers, lists).
-        value = compile_expression(text).value
-        return Node("lit", (value,))
+        for part in map(_normal, args):  # `a and (b and c)` is `a and b and c`
+            flat |= set(part.args[0]) if part.op == kind else {part}
+        return Node(kind, (frozenset(flat),)) if len(flat) > 1 else next(iter(flat))
+    if kind == "not":
+        inner = _normal(args[0])
+        return inner.args[0] if inner.op == "not" else Node("not", (inner,))
+    if kind == "cmp":
+        return Node("cmp", (node.op, _normal(args[0]), _normal(args[1])))
+    if kind == "in":
+        return Node("in", (node.op == "not in", _normal(args[0]), _normal(args[1])))
+    if kind == "sub":
+        return Node("sub", (_normal(args[0]), _normal(args[1])))
+    if kind == "call":
+        return Node("call", (node.op, tuple(_normal(a) for a in args)))
+    if kind == "lit":
+        return Node("lit", (node.value,))
+    return Node("name", (node.op,))
 
 
 def parse_condition(text: str) -> Node:
-    """The syntax tree of a condition the engine compiles (see rules/language.py for the grammar)."""
-    return _TreeParser(text).or_()
+    """The normalised syntax tree of a condition (rules.language.parse, then `_normal`)."""
+    return _normal(parse(text))
 
 
 def _literal_set(node: Node) -> frozenset[Any] | None:

@@ -24,7 +24,7 @@ from rules._windowed import Observation, observe
 from rules.approvals import AgreementEvaluation, agreement_alert, agreement_alert_id, agreement_findings, judge
 from rules.catalogue import Catalogue
 from rules.exceptions import RulePackError
-from rules.facts import Facts, index_key
+from rules.facts import CatalogueViews, Facts, index_key
 from rules.inhibit import apply_inhibitions, inhibition_edges
 from rules.loader import LoadedPack, Rule, load_pack
 from rules.windows import WindowState
@@ -147,6 +147,7 @@ class Engine:
         "catalogue",
         "pack",
         "rules",
+        "views",
     )
 
     def __init__(self, loaded: LoadedPack, *, pupil_key: bytes | None = None, indexed: bool = True) -> None:
@@ -156,6 +157,8 @@ class Engine:
         self.pack = PackRef(name=loaded.name, version=loaded.version, sha256=loaded.sha256)
         self.rules: tuple[Rule, ...] = loaded.rules
         self.catalogue: Catalogue = loaded.catalogue
+        #: Views of the catalogue's codes and memos of agreements and field lists, kept across events.
+        self.views = CatalogueViews(self.catalogue)
         self._active: tuple[Rule, ...] = tuple(r for r in loaded.rules if r.enabled)
         self._by_id = {r.id: r for r in loaded.rules}
         self._index = {r.id: i for i, r in enumerate(loaded.rules)}
@@ -208,7 +211,7 @@ class Engine:
         """
         if state is not None:
             return self.run(event, agreement, state=state, evaluated_at=evaluated_at, source=source).decision
-        facts = Facts(event, agreement, self.catalogue)
+        facts = Facts(event, agreement, self.catalogue, self.views)
         violations: list[Violation] = []
         errors: list[Issue] = []
         self._stateless_pass(facts, index_key(facts), violations, errors)
@@ -217,7 +220,7 @@ class Engine:
     def _stateless_pass(
         self, facts: Facts, key: tuple[Any, ...], violations: list[Violation], errors: list[Issue]
     ) -> None:
-        for rule, condition in self._stateless_index.candidates(key, facts.av):
+        for rule, condition in self._stateless_index.candidates(key, facts.agreement_view):
             try:
                 if not condition(facts):
                     continue
@@ -301,7 +304,7 @@ class Engine:
         Windowed alerts follow the de-duplication policy: one alert id per (rule, key, window), emitted
         when the window's count of events over threshold is 1, 2, 4, 8, ...
         """
-        facts = Facts(event, agreement, self.catalogue)
+        facts = Facts(event, agreement, self.catalogue, self.views)
         violations: list[Violation] = []
         errors: list[Issue] = []
         key = index_key(facts)
@@ -310,7 +313,7 @@ class Engine:
         windowed_alerts: list[Alert] = []
         if state is not None and self._windowed:
             t = event.occurred_at.timestamp()
-            for rule, condition in self._windowed_index.candidates(key, facts.av):
+            for rule, condition in self._windowed_index.candidates(key, facts.agreement_view):
                 try:
                     if not condition(facts):
                         continue
@@ -411,7 +414,7 @@ class Engine:
         """One PupilLookup per distinct pupil ref of the event, for the `per: pupil` rules whose condition matches."""
         if not self._pupil or not event.pupil_refs:
             return []
-        return self._lookups(Facts(event, agreement, self.catalogue))
+        return self._lookups(Facts(event, agreement, self.catalogue, self.views))
 
     def _lookups(self, facts: Facts, source: MessageRef | None = None) -> list[PupilLookup]:
         event = facts.event
@@ -458,7 +461,7 @@ class Engine:
             purpose=lookup.purpose,
             pupil_refs=None,
         )
-        return Facts(event, None, self.catalogue)
+        return Facts(event, None, self.catalogue, self.views)
 
     def _pupil_observations(
         self, lookup: PupilLookup, state: WindowState, errors: list[Issue]
@@ -510,7 +513,7 @@ class Engine:
             raise ValueError("sweep needs a timezone-aware `now`; pass dt.datetime.now(dt.UTC)")
         out: list[Alert] = []
         for agreement in agreements:
-            findings, _errors = agreement_findings(self._sweep, agreement, self.catalogue, now)
+            findings, _errors = agreement_findings(self._sweep, agreement, self.catalogue, now, views=self.views)
             if findings:
                 content = agreement_sha256(agreement)
                 out.extend(agreement_alert(self.pack, agreement, content, f, now) for f in findings)
@@ -527,7 +530,14 @@ class Engine:
         """The agreement rules applied to one agreement judged at `at`: its AgreementDecision (every finding)
         and its alerts, through the pack's `inhibit:` list like every alert the engine returns."""
         evaluation = judge(
-            self._sweep, self.pack, self.catalogue, agreement, at, evaluated_at=evaluated_at, source=source
+            self._sweep,
+            self.pack,
+            self.catalogue,
+            agreement,
+            at,
+            evaluated_at=evaluated_at,
+            source=source,
+            views=self.views,
         )
         return AgreementEvaluation(evaluation.decision, self.inhibit(evaluation.alerts))
 

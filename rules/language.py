@@ -1,8 +1,11 @@
-"""The condition language: a tokenizer, a recursive-descent parser and a compiler to Python closures.
+"""The condition language: parsed once into a syntax tree, then compiled to Python closures.
 
-Rule text is never handed to eval, exec, compile or `ast`: it is tokenized here, every name is looked
-up in the fixed fact vocabulary (rules.facts.FACTS) or the function registry below at compile time,
-and the result is a tree of plain closures taking a `Facts` context. See rules/README.md.
+Rule text is never handed to eval, exec, compile or `ast`. Three passes: `parse` tokenizes it and
+builds a `Syntax` tree (grammar, literals, size limits); the type-check pass (`_Checker`) resolves
+every name in the fixed fact vocabulary (rules.facts.FACTS), checks types and catalogue codes and
+gives a `Typed` tree; the compile pass (`_Compiler`) builds a tree of plain closures taking a `Facts`
+context, each with the key function the engine's index uses. `rules diff` (rules/diff.py) and the
+CEL translator (streams/bench/engine.py) read the same syntax tree. See rules/README.md.
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ __all__ = [
     "MAX_LIST_ITEMS",
     "MAX_STRING_CHARS",
     "Compiled",
+    "Syntax",
     "Template",
+    "Typed",
     "Vocabulary",
     "chain",
     "compile_condition",
     "compile_condition_node",
     "compile_expression",
     "compile_template",
+    "parse",
 ]
 
 MAX_CONDITION_CHARS = 4096
@@ -386,7 +392,7 @@ class Vocabulary:
 
 
 class TokenCursor:
-    """A position in the tokens of one piece of rule text; shared by the compiler and `rules diff`."""
+    """A position in the tokens of one piece of rule text."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -406,14 +412,39 @@ class TokenCursor:
         return tok.kind == kind and (text is None or tok.text == text)
 
 
+# --- the syntax tree ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Syntax:
+    """A node of a condition's syntax tree: what the text says, before any name or type is resolved.
+
+    The passes over it: `_Checker` (type-check) then `_Compiler` (closures, index keys), `rules diff`
+    (rules/diff.py: implication between two versions) and the CEL translator (streams/bench/engine.py).
+    Parentheses leave no node: they only shape the tree.
+    """
+
+    #: or, and (`args`: the operands, one chain as written), not (`args[0]`), cmp (`op`: ==, !=, <, <=,
+    #: >, >=), in (`op`: in, not in), sub (binary `-`), call (`op`: the function), name (`op`: the fact
+    #: name as written), lit (`value`, `op`: its type bool, int, str, list or null)
+    kind: str
+    #: Where an error about this node points: the operator's token, or the name's, or the literal's.
+    pos: int
+    op: str = ""
+    args: tuple[Syntax, ...] = ()
+    value: Any = None
+    #: For and/or: where an error about each operand points (the first operand's start, then each
+    #: operator token before the next operand).
+    arg_pos: tuple[int, ...] = ()
+
+
 class _Parser(TokenCursor):
-    def __init__(self, text: str, domains: Mapping[str, frozenset[str]], vocabulary: Vocabulary | None = None) -> None:
+    """Tokens -> Syntax: the grammar, literal decoding and the size limits; no names or types."""
+
+    def __init__(self, text: str) -> None:
         super().__init__(text)
         self.depth = 0
-        self.domains = domains
-        self.vocabulary = vocabulary
 
-    # helpers
     def err(self, message: str, tok: _Tok | None = None) -> ConditionError:
         return ConditionError(message, offset=(tok or self.peek()).pos, text=self.text)
 
@@ -429,79 +460,239 @@ class _Parser(TokenCursor):
         if self.depth > MAX_DEPTH:
             raise self.err(f"expression nested deeper than {MAX_DEPTH} levels; split the rule or simplify it")
 
-    def need(self, node: Compiled, want: str, what: str, tok: _Tok) -> None:
-        if node.type not in (want, "any") and not (node.type == "null" and want != "bool"):
-            raise self.err(f"{what} needs a {want}, got a {node.type}", tok)
-
-    # grammar
-    def parse(self) -> Compiled:
+    # grammar: or < and < not < comparison < '-' < primary
+    def parse(self) -> Syntax:
         node = self.or_()
         if not self.at("eof"):
             tok = self.peek()
             raise self.err(f"unexpected {tok.text!r} after a complete expression; join conditions with and/or")
         return node
 
-    def or_(self) -> Compiled:
+    def or_(self) -> Syntax:
         self.enter()
-        first = self.peek()
-        node = self.and_()
-        parts = [node]
-        while self.at("kw", "or"):
-            tok = self.take()
-            right = self.and_()
-            self.need(node, "bool", "'or'", first)
-            self.need(right, "bool", "'or'", tok)
-            parts.append(right)
+        node = self.chain("or", self.and_)
         self.depth -= 1
-        if len(parts) == 1:
-            return node
-        flat = tuple(q for p in parts for q in (p.disjuncts or (p,)))
-        return Compiled(chain([p.fn for p in flat], any_of=True), "bool", disjuncts=flat, keyfn=_key_chain(flat, True))
+        return node
 
-    def and_(self) -> Compiled:
+    def and_(self) -> Syntax:
+        return self.chain("and", self.not_)
+
+    def chain(self, op: str, operand: Callable[[], Syntax]) -> Syntax:
         first = self.peek()
-        node = self.not_()
-        parts = [node]
-        while self.at("kw", "and"):
-            tok = self.take()
-            right = self.not_()
-            self.need(node, "bool", "'and'", first)
-            self.need(right, "bool", "'and'", tok)
-            parts.append(right)
+        parts, where = [operand()], [first.pos]
+        while self.at("kw", op):
+            where.append(self.take().pos)
+            parts.append(operand())
         if len(parts) == 1:
-            return node
-        flat = tuple(q for p in parts for q in (p.conjuncts or (p,)))
-        return Compiled(
-            chain([p.fn for p in flat], any_of=False), "bool", conjuncts=flat, keyfn=_key_chain(flat, False)
-        )
+            return parts[0]
+        return Syntax(op, first.pos, op, tuple(parts), arg_pos=tuple(where))
 
-    def not_(self) -> Compiled:
+    def not_(self) -> Syntax:
         if self.at("kw", "not"):
             tok = self.take()
             self.enter()
             inner = self.not_()
             self.depth -= 1
-            self.need(inner, "bool", "'not'", tok)
-            fn = inner.fn
-            return Compiled(lambda f: not fn(f), "bool", keyfn=_key_unary(inner.keyfn, operator.not_), operand=inner)
+            return Syntax("not", tok.pos, "not", (inner,))
         return self.comparison()
 
-    def comparison(self) -> Compiled:
+    def comparison(self) -> Syntax:
         left = self.additive()
         tok = self.peek()
         if tok.kind == "op" and tok.text in ("==", "!=", "<", "<=", ">", ">="):
             self.take()
-            right = self.additive()
-            return self.compare(tok, left, right)
+            return Syntax("cmp", tok.pos, tok.text, (left, self.additive()))
         if self.at("kw", "in") or (self.at("kw", "not") and self.peek(1).kind == "kw" and self.peek(1).text == "in"):
             negate = self.take().text == "not"
             if negate:
                 self.take()
-            right = self.additive()
-            return self.membership(tok, left, right, negate)
+            return Syntax("in", tok.pos, "not in" if negate else "in", (left, self.additive()))
         return left
 
-    def check_codes(self, a: Compiled, b: Compiled, tok: _Tok) -> None:
+    def additive(self) -> Syntax:
+        node = self.primary()
+        while self.at("op", "-"):
+            tok = self.take()
+            node = Syntax("sub", tok.pos, "-", (node, self.primary()))
+        return node
+
+    def primary(self) -> Syntax:
+        tok = self.take()
+        if tok.kind == "op" and tok.text == "(":
+            self.enter()
+            inner = self.or_()
+            self.depth -= 1
+            self.expect("op", ")")
+            return inner
+        if tok.kind == "op" and tok.text == "[":
+            return self.list_literal(tok)
+        if tok.kind == "op" and tok.text == "-" and self.at("int"):
+            return self.int_literal(self.take(), negative=True)
+        if tok.kind == "int":
+            return self.int_literal(tok)
+        if tok.kind == "str":
+            return Syntax("lit", tok.pos, "str", value=self.str_value(tok))
+        if tok.kind == "kw" and tok.text in ("true", "false"):
+            return Syntax("lit", tok.pos, "bool", value=tok.text == "true")
+        if tok.kind == "kw" and tok.text == "null":
+            return Syntax("lit", tok.pos, "null")
+        if tok.kind == "name":
+            if self.at("op", "("):
+                return self.call(tok)
+            return Syntax("name", tok.pos, tok.text)
+        seen = "the end of the condition" if tok.kind == "eof" else repr(tok.text)
+        raise self.err(f"expected a value (fact name, literal, list or function call), found {seen}", tok)
+
+    def call(self, tok: _Tok) -> Syntax:
+        func = FUNCTIONS.get(tok.text)
+        if func is None:
+            raise self.err(f"unknown function '{tok.text}'; the only functions are {', '.join(sorted(FUNCTIONS))}", tok)
+        self.expect("op", "(")
+        self.enter()
+        args: list[Syntax] = []
+        if not self.at("op", ")"):
+            args.append(self.or_())
+            while self.at("op", ","):
+                self.take()
+                args.append(self.or_())
+        self.depth -= 1
+        self.expect("op", ")")
+        if len(args) != len(func.params):
+            raise self.err(f"{func.name}() takes {len(func.params)} argument(s), got {len(args)}", tok)
+        return Syntax("call", tok.pos, tok.text, tuple(args))
+
+    def int_value(self, tok: _Tok, negative: bool = False) -> int:
+        if len(tok.text) > MAX_INT_DIGITS:
+            raise self.err(f"integer literal has {len(tok.text)} digits; the limit is {MAX_INT_DIGITS}", tok)
+        value = int(tok.text)
+        return -value if negative else value
+
+    def int_literal(self, tok: _Tok, negative: bool = False) -> Syntax:
+        return Syntax("lit", tok.pos, "int", value=self.int_value(tok, negative))
+
+    def str_value(self, tok: _Tok) -> str:
+        body = tok.text[1:-1]
+        out: list[str] = []
+        i = 0
+        while i < len(body):
+            ch = body[i]
+            if ch == "\\":
+                nxt = body[i + 1] if i + 1 < len(body) else ""
+                if nxt not in _ESCAPES:
+                    raise self.err(f"unknown escape '\\{nxt}' in string; allowed: \\\\ \\\" \\' \\n \\t", tok)
+                out.append(_ESCAPES[nxt])
+                i += 2
+            else:
+                out.append(ch)
+                i += 1
+        value = "".join(out)
+        if len(value) > MAX_STRING_CHARS:
+            raise self.err(f"string literal has {len(value)} characters; the limit is {MAX_STRING_CHARS}", tok)
+        return value
+
+    def list_literal(self, open_tok: _Tok) -> Syntax:
+        items: list[Any] = []
+        if not self.at("op", "]"):
+            while True:
+                tok = self.take()
+                if tok.kind == "str":
+                    items.append(self.str_value(tok))
+                elif tok.kind == "int":
+                    items.append(self.int_value(tok))
+                elif tok.kind == "op" and tok.text == "-" and self.at("int"):
+                    items.append(self.int_value(self.take(), negative=True))
+                elif tok.kind == "kw" and tok.text in ("true", "false", "null"):
+                    items.append({"true": True, "false": False, "null": None}[tok.text])
+                else:
+                    raise self.err("list items must be literals (strings, integers, true, false, null)", tok)
+                if len(items) > MAX_LIST_ITEMS:
+                    raise self.err(f"list literal has more than {MAX_LIST_ITEMS} items", open_tok)
+                if not self.at("op", ","):
+                    break
+                self.take()
+        self.expect("op", "]")
+        return Syntax("lit", open_tok.pos, "list", value=tuple(items))
+
+
+def parse(text: str) -> Syntax:
+    """The syntax tree of a condition or expression; raises ConditionError with the offset."""
+    if len(text) > MAX_CONDITION_CHARS:
+        raise ConditionError(
+            f"condition has {len(text)} characters; the limit is {MAX_CONDITION_CHARS}", offset=0, text=text
+        )
+    if not text.strip():
+        raise ConditionError("empty expression", offset=0, text=text)
+    return _Parser(text).parse()
+
+
+# --- the type-check pass: names resolved, types and catalogue codes checked ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Typed:
+    """A syntax node after the type-check pass: its static type and what its names and literals are."""
+
+    syntax: Syntax
+    type: str  # bool, int, str, list, null, any
+    args: tuple[Typed, ...] = ()
+    nullable: bool = False
+    const: bool = False
+    value: Any = None
+    domain: str | None = None
+    #: The fact the value comes from (kept through a list difference such as `fields.tier1 - [...]`).
+    fact: str | None = None
+    #: For a name: the fact it names.
+    named: Fact | None = None
+
+
+class _Checker:
+    """Syntax -> Typed. Each node's operands first, then its own checks; errors point into the text."""
+
+    def __init__(self, text: str, domains: Mapping[str, frozenset[str]], vocabulary: Vocabulary | None = None) -> None:
+        self.text = text
+        self.domains = domains
+        self.vocabulary = vocabulary
+
+    def err(self, message: str, pos: int) -> ConditionError:
+        return ConditionError(message, offset=pos, text=self.text)
+
+    def need(self, node: Typed, want: str, what: str, pos: int) -> None:
+        if node.type not in (want, "any") and not (node.type == "null" and want != "bool"):
+            raise self.err(f"{what} needs a {want}, got a {node.type}", pos)
+
+    def check(self, node: Syntax) -> Typed:
+        kind, pos = node.kind, node.pos
+        if kind == "lit":
+            return Typed(node, node.op, const=True, value=node.value)
+        if kind == "name":
+            return self.name(node)
+        if kind in ("or", "and"):
+            return self.chain(node)
+        args = tuple(self.check(a) for a in node.args)
+        if kind == "not":
+            self.need(args[0], "bool", "'not'", pos)
+        elif kind == "cmp":
+            self.compare(pos, node.op, *args)
+        elif kind == "in":
+            self.membership(pos, *args)
+        elif kind == "sub":
+            return self.subtract(node, *args)
+        else:
+            return self.call(node, args)
+        return Typed(node, "bool", args)
+
+    def chain(self, node: Syntax) -> Typed:
+        what = f"'{node.kind}'"
+        first = self.check(node.args[0])
+        parts = [first]
+        for arg, pos in zip(node.args[1:], node.arg_pos[1:], strict=True):
+            right = self.check(arg)
+            self.need(first, "bool", what, node.arg_pos[0])
+            self.need(right, "bool", what, pos)
+            parts.append(right)
+        return Typed(node, "bool", tuple(parts))
+
+    def check_codes(self, a: Typed, b: Typed, pos: int) -> None:
         """A literal compared with a catalogue-coded fact must be a known code (typos fail at load)."""
         for fact, lit in ((a, b), (b, a)):
             if fact.domain is None or not lit.const or fact.domain not in self.domains:
@@ -511,16 +702,107 @@ class _Parser(TokenCursor):
             for v in values:
                 if isinstance(v, str) and v not in known:
                     raise self.err(
-                        f"unknown {fact.domain} code '{v}' (compared with {fact.fact}){_close(v, known)}", tok
+                        f"unknown {fact.domain} code '{v}' (compared with {fact.fact}){_close(v, known)}", pos
                     )
 
-    def compare(self, tok: _Tok, left: Compiled, right: Compiled) -> Compiled:
-        op = tok.text
-        self.check_codes(left, right, tok)
+    def compare(self, pos: int, op: str, left: Typed, right: Typed) -> None:
+        self.check_codes(left, right, pos)
         if op in ("==", "!="):
             kinds = {left.type, right.type} - {"any", "null"}
             if len(kinds) > 1:
-                raise self.err(f"'{op}' compares a {left.type} with a {right.type}; they can never be equal", tok)
+                raise self.err(f"'{op}' compares a {left.type} with a {right.type}; they can never be equal", pos)
+            return
+        self.need(left, "int", f"'{op}'", pos)
+        self.need(right, "int", f"'{op}'", pos)
+
+    def membership(self, pos: int, left: Typed, right: Typed) -> None:
+        self.need(right, "list", "'in'", pos)
+        if left.type == "list":
+            raise self.err(
+                "'in' tests one value against a list; to compare two lists use subset() or intersects()", pos
+            )
+        self.check_codes(left, right, pos)
+        if right.const and right.value is None:
+            raise self.err("'in' needs a list on its right, not null", pos)
+
+    def subtract(self, node: Syntax, left: Typed, right: Typed) -> Typed:
+        pos = node.pos
+        if left.type == "list" or right.type == "list":
+            self.need(left, "list", "'-' (list difference)", pos)
+            self.need(right, "list", "'-' (list difference)", pos)
+            self.check_codes(left, right, pos)
+            if (left.const and left.value is None) or (right.const and right.value is None):
+                raise self.err("'-' (list difference) needs lists on both sides, not null", pos)
+            return Typed(node, "list", (left, right), domain=left.domain, fact=left.fact)
+        self.need(left, "int", "'-'", pos)
+        self.need(right, "int", "'-'", pos)
+        return Typed(node, "int", (left, right), nullable=True)
+
+    def name(self, node: Syntax) -> Typed:
+        name = node.op
+        if "__" in name or name.startswith("_"):
+            raise self.err(
+                f"name '{name}' is not allowed: names starting with '_' or containing '__' are never facts", node.pos
+            )
+        fact = FACTS.get(name) if self.vocabulary is None else self.vocabulary.facts.get(name)
+        if fact is None and self.vocabulary is not None and name in FACTS:
+            raise self.err(f"fact '{name}' cannot be used here: {self.vocabulary.why_not}", node.pos)
+        if fact is None:
+            raise self.err(
+                f"unknown fact '{name}'{_close(name, FACTS)} (see rules/README.md for the vocabulary)", node.pos
+            )
+        return Typed(node, fact.type, nullable=fact.nullable, domain=fact.domain, fact=fact.name, named=fact)
+
+    def call(self, node: Syntax, args: tuple[Typed, ...]) -> Typed:
+        func = FUNCTIONS[node.op]
+        for arg, want in zip(args, func.params, strict=True):
+            self.need(arg, want, f"{func.name}()", node.pos)
+        if len(args) == 2:
+            self.check_codes(args[0], args[1], node.pos)
+        return Typed(node, func.returns, args)
+
+
+# --- the compile pass: closures, and the key functions the engine's index reads ----------------------------
+
+
+class _Compiler:
+    """Typed -> Compiled: each node's closure, with its index key function (`keyfn`, `bind`)."""
+
+    def compile(self, node: Typed) -> Compiled:
+        syntax = node.syntax
+        kind = syntax.kind
+        if kind == "lit":
+            return _const(node.value, node.type)
+        if kind == "name":
+            return self.name(node)
+        args = [self.compile(a) for a in node.args]
+        if kind in ("or", "and"):
+            return self.chain(kind, args)
+        if kind == "not":
+            inner = args[0]
+            fn = inner.fn
+            return Compiled(lambda f: not fn(f), "bool", keyfn=_key_unary(inner.keyfn, operator.not_), operand=inner)
+        if kind == "cmp":
+            return self.compare(syntax.op, *args)
+        if kind == "in":
+            return self.membership(*args, negate=syntax.op == "not in")
+        if kind == "sub":
+            return self.subtract(*args, listwise=node.type == "list")
+        return self.call(FUNCTIONS[syntax.op], args)
+
+    def chain(self, kind: str, parts: list[Compiled]) -> Compiled:
+        if kind == "or":
+            flat = tuple(q for p in parts for q in (p.disjuncts or (p,)))
+            return Compiled(
+                chain([p.fn for p in flat], any_of=True), "bool", disjuncts=flat, keyfn=_key_chain(flat, True)
+            )
+        flat = tuple(q for p in parts for q in (p.conjuncts or (p,)))
+        return Compiled(
+            chain([p.fn for p in flat], any_of=False), "bool", conjuncts=flat, keyfn=_key_chain(flat, False)
+        )
+
+    def compare(self, op: str, left: Compiled, right: Compiled) -> Compiled:
+        if op in ("==", "!="):
             lf, rf = left.fn, right.fn
             if right.const:
                 v = right.value
@@ -536,8 +818,6 @@ class _Parser(TokenCursor):
                 keyfn = _key_binary(left.keyfn, right.keyfn, operator.eq if op == "==" else operator.ne)
             bind = None if right.const else _bind_equality(left, right, op == "==")
             return Compiled(fn, "bool", keyfn=keyfn, bind=bind)
-        self.need(left, "int", f"'{op}'", tok)
-        self.need(right, "int", f"'{op}'", tok)
         keyfn = _key_order(left.keyfn, right.keyfn, _ORDERINGS[op])
         # A null side (e.g. no cap in the agreement) makes every ordering false rather than an error.
         if left.const and left.value is None:
@@ -557,15 +837,7 @@ class _Parser(TokenCursor):
             fn = lambda f: (a := lf(f)) is not None and (b := rf(f)) is not None and a >= b  # noqa: E731
         return Compiled(fn, "bool", keyfn=keyfn, bind=_bind_order(left, right, op))
 
-    def membership(self, tok: _Tok, left: Compiled, right: Compiled, negate: bool) -> Compiled:
-        self.need(right, "list", "'in'", tok)
-        if left.type == "list":
-            raise self.err(
-                "'in' tests one value against a list; to compare two lists use subset() or intersects()", tok
-            )
-        self.check_codes(left, right, tok)
-        if right.const and right.value is None:
-            raise self.err("'in' needs a list on its right, not null", tok)
+    def membership(self, left: Compiled, right: Compiled, *, negate: bool) -> Compiled:
         lf, rf = left.fn, right.fn
         rk = right.keyfn
         if right.const:
@@ -580,76 +852,27 @@ class _Parser(TokenCursor):
         bind = None if right.const else _bind_membership(left, right, negate)
         return Compiled(fn, "bool", keyfn=keyfn, bind=bind)
 
-    def additive(self) -> Compiled:
-        node = self.primary()
-        while self.at("op", "-"):
-            tok = self.take()
-            right = self.primary()
-            if node.type == "list" or right.type == "list":
-                self.need(node, "list", "'-' (list difference)", tok)
-                self.need(right, "list", "'-' (list difference)", tok)
-                self.check_codes(node, right, tok)
-                if (node.const and node.value is None) or (right.const and right.value is None):
-                    raise self.err("'-' (list difference) needs lists on both sides, not null", tok)
-                parts: tuple[Fn, Fn | None, frozenset[Any]]
-                if right.const and node.difference is not None:  # `a - b - ["x"]`: still one pass over a
-                    base, dynamic, fixed = node.difference
-                    parts = (base, dynamic, fixed | frozenset(right.value))
-                elif right.const:
-                    parts = (node.fn, None, frozenset(right.value))
-                else:
-                    parts = (node.fn, right.fn, frozenset())
-                node = Compiled(_difference_fn(*parts), "list", domain=node.domain, fact=node.fact, difference=parts)
+    def subtract(self, node: Compiled, right: Compiled, *, listwise: bool) -> Compiled:
+        if listwise:
+            parts: tuple[Fn, Fn | None, frozenset[Any]]
+            if right.const and node.difference is not None:  # `a - b - ["x"]`: still one pass over a
+                base, dynamic, fixed = node.difference
+                parts = (base, dynamic, fixed | frozenset(right.value))
+            elif right.const:
+                parts = (node.fn, None, frozenset(right.value))
             else:
-                self.need(node, "int", "'-'", tok)
-                self.need(right, "int", "'-'", tok)
-                lf, rf = node.fn, right.fn
-                node = Compiled(
-                    lambda f, lf=lf, rf=rf: None if (a := lf(f)) is None or (b := rf(f)) is None else a - b,  # type: ignore[misc]
-                    "int",
-                    nullable=True,
-                )
-        return node
+                parts = (node.fn, right.fn, frozenset())
+            return Compiled(_difference_fn(*parts), "list", domain=node.domain, fact=node.fact, difference=parts)
+        lf, rf = node.fn, right.fn
+        return Compiled(
+            lambda f, lf=lf, rf=rf: None if (a := lf(f)) is None or (b := rf(f)) is None else a - b,  # type: ignore[misc]
+            "int",
+            nullable=True,
+        )
 
-    def primary(self) -> Compiled:
-        tok = self.take()
-        if tok.kind == "op" and tok.text == "(":
-            self.enter()
-            inner = self.or_()
-            self.depth -= 1
-            self.expect("op", ")")
-            return inner
-        if tok.kind == "op" and tok.text == "[":
-            return self.list_literal(tok)
-        if tok.kind == "op" and tok.text == "-" and self.at("int"):
-            return self.int_literal(self.take(), negative=True)
-        if tok.kind == "int":
-            return self.int_literal(tok)
-        if tok.kind == "str":
-            return self.str_literal(tok)
-        if tok.kind == "kw" and tok.text in ("true", "false"):
-            return _const(tok.text == "true", "bool")
-        if tok.kind == "kw" and tok.text == "null":
-            return _const(None, "null")
-        if tok.kind == "name":
-            if self.at("op", "("):
-                return self.call(tok)
-            return self.name(tok)
-        seen = "the end of the condition" if tok.kind == "eof" else repr(tok.text)
-        raise self.err(f"expected a value (fact name, literal, list or function call), found {seen}", tok)
-
-    def name(self, tok: _Tok) -> Compiled:
-        if "__" in tok.text or tok.text.startswith("_"):
-            raise self.err(
-                f"name '{tok.text}' is not allowed: names starting with '_' or containing '__' are never facts", tok
-            )
-        fact = FACTS.get(tok.text) if self.vocabulary is None else self.vocabulary.facts.get(tok.text)
-        if fact is None and self.vocabulary is not None and tok.text in FACTS:
-            raise self.err(f"fact '{tok.text}' cannot be used here: {self.vocabulary.why_not}", tok)
-        if fact is None:
-            raise self.err(
-                f"unknown fact '{tok.text}'{_close(tok.text, FACTS)} (see rules/README.md for the vocabulary)", tok
-            )
+    def name(self, node: Typed) -> Compiled:
+        fact = node.named
+        assert fact is not None  # the checker resolved every name
         return Compiled(
             fact.getter,
             fact.type,
@@ -660,26 +883,7 @@ class _Parser(TokenCursor):
             keyfn=INDEX_FACTS.get(fact.name) or INDEX_PARTIAL.get(fact.name),
         )
 
-    def call(self, tok: _Tok) -> Compiled:
-        func = FUNCTIONS.get(tok.text)
-        if func is None:
-            raise self.err(f"unknown function '{tok.text}'; the only functions are {', '.join(sorted(FUNCTIONS))}", tok)
-        self.expect("op", "(")
-        self.enter()
-        args: list[Compiled] = []
-        if not self.at("op", ")"):
-            args.append(self.or_())
-            while self.at("op", ","):
-                self.take()
-                args.append(self.or_())
-        self.depth -= 1
-        self.expect("op", ")")
-        if len(args) != len(func.params):
-            raise self.err(f"{func.name}() takes {len(func.params)} argument(s), got {len(args)}", tok)
-        for arg, want in zip(args, func.params, strict=True):
-            self.need(arg, want, f"{func.name}()", tok)
-        if len(args) == 2:
-            self.check_codes(args[0], args[1], tok)
+    def call(self, func: Function, args: list[Compiled]) -> Compiled:
         impl = func.impl
         if len(args) == 1:
             a = args[0].fn
@@ -698,67 +902,13 @@ class _Parser(TokenCursor):
         a, b = args[0].fn, args[1].fn
         return Compiled(lambda f: impl(a(f), b(f)), func.returns, keyfn=_key_binary(args[0].keyfn, args[1].keyfn, impl))
 
-    def int_literal(self, tok: _Tok, negative: bool = False) -> Compiled:
-        if len(tok.text) > MAX_INT_DIGITS:
-            raise self.err(f"integer literal has {len(tok.text)} digits; the limit is {MAX_INT_DIGITS}", tok)
-        value = int(tok.text)
-        return _const(-value if negative else value, "int")
-
-    def str_literal(self, tok: _Tok) -> Compiled:
-        body = tok.text[1:-1]
-        out: list[str] = []
-        i = 0
-        while i < len(body):
-            ch = body[i]
-            if ch == "\\":
-                nxt = body[i + 1] if i + 1 < len(body) else ""
-                if nxt not in _ESCAPES:
-                    raise self.err(f"unknown escape '\\{nxt}' in string; allowed: \\\\ \\\" \\' \\n \\t", tok)
-                out.append(_ESCAPES[nxt])
-                i += 2
-            else:
-                out.append(ch)
-                i += 1
-        value = "".join(out)
-        if len(value) > MAX_STRING_CHARS:
-            raise self.err(f"string literal has {len(value)} characters; the limit is {MAX_STRING_CHARS}", tok)
-        return _const(value, "str")
-
-    def list_literal(self, open_tok: _Tok) -> Compiled:
-        items: list[Any] = []
-        if not self.at("op", "]"):
-            while True:
-                tok = self.take()
-                if tok.kind == "str":
-                    items.append(self.str_literal(tok).value)
-                elif tok.kind == "int":
-                    items.append(self.int_literal(tok).value)
-                elif tok.kind == "op" and tok.text == "-" and self.at("int"):
-                    items.append(self.int_literal(self.take(), negative=True).value)
-                elif tok.kind == "kw" and tok.text in ("true", "false", "null"):
-                    items.append({"true": True, "false": False, "null": None}[tok.text])
-                else:
-                    raise self.err("list items must be literals (strings, integers, true, false, null)", tok)
-                if len(items) > MAX_LIST_ITEMS:
-                    raise self.err(f"list literal has more than {MAX_LIST_ITEMS} items", open_tok)
-                if not self.at("op", ","):
-                    break
-                self.take()
-        self.expect("op", "]")
-        return _const(tuple(items), "list")
-
 
 def compile_expression(
     text: str, domains: Mapping[str, frozenset[str]] | None = None, vocabulary: Vocabulary | None = None
 ) -> Compiled:
     """Compile an expression of any type (used for message placeholders); raises ConditionError."""
-    if len(text) > MAX_CONDITION_CHARS:
-        raise ConditionError(
-            f"condition has {len(text)} characters; the limit is {MAX_CONDITION_CHARS}", offset=0, text=text
-        )
-    if not text.strip():
-        raise ConditionError("empty expression", offset=0, text=text)
-    return _Parser(text, domains or {}, vocabulary).parse()
+    typed = _Checker(text, domains or {}, vocabulary).check(parse(text))
+    return _Compiler().compile(typed)
 
 
 def compile_condition_node(

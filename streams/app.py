@@ -32,11 +32,9 @@ from pydantic import ValidationError
 from rules import Engine, PupilLookupBatch, WindowState, load_engine
 from schemas import Agreement, Alert, DeadLetterReason, Issue, MessageRef, issues_from_validation_error
 from schemas.ledger import link_json
-from streams._aiokafka_decode_fix import stop_partition_at_undecodable_batch
-from streams._aiokafka_fix import track_every_sent_topic
-from streams._faust_fix import keep_messages_across_rebalance
+from streams import _compat
 from streams.approvals import ApprovalJudge, FindingsGauge, agreements_in
-from streams.endoffsets import patch_faust_recovery, probe_end_offsets_async
+from streams.endoffsets import probe_end_offsets_async
 from streams.exactly_once import PartitionGate, WrittenPositions, read_written
 from streams.kafka import aiokafka_config, faust_broker_options
 from streams.metrics import Metrics
@@ -46,8 +44,7 @@ from streams.processing import AgreementCache, Outcome, Processor, make_dead_let
 from streams.reload import ServingPack
 from streams.settings import Settings
 from streams.stalls import StoppedPartitions, missing_codecs
-from streams.tables import WriteBehind, install_commit_hook
-from streams.tansu import shorten_fetch_wait
+from streams.tables import WriteBehind
 from streams.timers import TimerGuard
 
 __all__ = ["WorkerApp", "build_worker_app", "faust_worker"]
@@ -162,8 +159,7 @@ def build_worker_app(
     guarded = TimerGuard(metrics.timer_failures)  # a failing timer: one line and a metric (streams/timers.py)
     pack = ServingPack(engine, metrics, pack_dir=settings.rule_pack_dir, pupil_key=key)
 
-    track_every_sent_topic()
-    keep_messages_across_rebalance()
+    _compat.install()  # every third-party patch, for the process's lifetime; refuses unpinned versions
     t = settings.topics
     pupil_topic_name = f"{settings.app_id}-pupil-lookups"
     # A batch the worker cannot decode stops its partition only (the fix's docstring says why and how).
@@ -171,13 +167,13 @@ def build_worker_app(
     stopped_partitions = StoppedPartitions(metrics, roles)
     if missing := missing_codecs():  # an image built without the project's dependencies
         log.error("codecs_unavailable", codecs=missing, hint="batches in these codecs stop their partitions")
-    stop_partition_at_undecodable_batch(stopped_partitions.stop)
+    _compat.stop_partition_at_undecodable_batch(stopped_partitions.stop)
     app = faust.App(settings.app_id, **_faust_options(settings))
     if settings.local_mode:
         # Tansu reports a partition's end offset as the last batch's base offset + 1: without the probe,
         # changelog recovery would stop inside the last batch and lose table updates across a restart.
-        patch_faust_recovery(app, functools.partial(probe_end_offsets_async, aiokafka_config(settings)))
-        shorten_fetch_wait(app)  # Tansu holds every fetch for its full wait (streams/tansu.py)
+        _compat.use_end_probe(app, functools.partial(probe_end_offsets_async, aiokafka_config(settings)))
+        _compat.shorten_fetch_wait(app)  # Tansu holds every fetch for its full wait (streams/_compat/fetch_wait.py)
 
     def raw_topic(name: str, partitions: int) -> faust.TopicT:
         # Bytes in and out: the agent decodes itself so that bad input can be dead-lettered intact.
@@ -278,7 +274,7 @@ def build_worker_app(
                     send_failures.append(f"{type(exc).__name__}: {exc}")
                     log.exception("outbox_send_failed")
 
-    install_commit_hook(app, before_commit, snapshot=snapshot)
+    _compat.add_commit_hooks(app, before_commit, snapshot=snapshot)
 
     register_overlay: dict[str, str | None] = {}  # agreement id -> JSON (None: withdrawn), read directly
     overlay_until = [0]  # the overlay stands until the register agent has applied up to this offset
@@ -355,7 +351,7 @@ def build_worker_app(
         async for event in stream.events():
             # Every await of this loop comes before the event changes any state: the previous event is
             # acknowledged by now, so a commit that runs meanwhile snapshots the state of exactly the
-            # events its offsets cover (streams/tables.py, install_commit_hook).
+            # events its offsets cover (streams/_compat/commit_hook.py).
             if outbox.due():
                 await outbox.send()
             if time.monotonic() - last_flush >= COMMIT_PAUSE_INTERVAL:

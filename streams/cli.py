@@ -400,15 +400,13 @@ DATA_DIR_HELP = "Faust data directory (GATEWATCH_DATA_DIR)"
 PACK_DIR_HELP = "rule pack directory (default: the bundled NPD pack)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gatewatch", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _kafka_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: GATEWATCH_KAFKA_BOOTSTRAP)")
 
-    def kafka_opts(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: GATEWATCH_KAFKA_BOOTSTRAP)")
 
+def _add_up(sub: Any) -> None:
     p = sub.add_parser("up", help="run broker (embedded unless --bootstrap), worker and optional traffic")
-    kafka_opts(p)
+    _kafka_opts(p)
     p.add_argument("--simulate", type=int, default=0, metavar="N", help="publish N synthetic events, then summarise")
     p.add_argument("--duration", type=float, default=60.0, metavar="S", help="spread the events over S seconds")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated traffic (default 0)")
@@ -420,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_up)
 
+
+def _add_worker(sub: Any) -> None:
     p = sub.add_parser(
         "worker",
         help="run the Faust worker against GATEWATCH_KAFKA_BOOTSTRAP",
@@ -429,12 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
         "turns local mode on, saying so in an `embedded_broker_detected` log line, unless "
         "GATEWATCH_LOCAL_MODE is set. Every option has a GATEWATCH_* setting (README, Settings).",
     )
-    kafka_opts(p)
+    _kafka_opts(p)
     p.add_argument("--rules", type=Path, metavar="DIR", help="rule pack directory (GATEWATCH_RULE_PACK_DIR)")
     p.add_argument("--metrics-port", type=int, help=METRICS_PORT_HELP)
     p.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     p.set_defaults(func=cmd_worker)
 
+
+def _add_check(sub: Any) -> None:
     p = sub.add_parser(
         "check",
         help="evaluate a JSONL file of events offline; one decision per line (alerts with --alerts)",
@@ -453,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_check)
 
+
+def _add_replay(sub: Any) -> None:
     p = sub.add_parser(
         "replay",
         help="re-evaluate history (a JSONL file or the access topic) with a rule pack; per-rule counts or differences",
@@ -477,9 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--publish", action="store_true", help="write pack A's decisions and alerts to the live topics (off by default)"
     )
-    kafka_opts(p)
+    _kafka_opts(p)
     p.set_defaults(func=cmd_replay)
 
+
+def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="run the benchmark suite against an embedded broker; table + JSON")
     p.add_argument("--quick", action="store_true", help="small sizes, for smoke runs (a few minutes)")
     p.add_argument("--out", type=Path, help="write the figures as JSON to this file")
@@ -510,6 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_bench)
 
+
+def _add_rules(sub: Any) -> None:
     rules = sub.add_parser("rules", help="rule pack tools").add_subparsers(dest="rules_command", required=True)
     p = rules.add_parser("validate", help="list every problem in a rule pack as file:line: message")
     p.add_argument("dir", type=Path, nargs="?", help=PACK_DIR_HELP)
@@ -526,12 +534,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the changes and the verdict as JSON")
     p.set_defaults(func=cmd_rules_diff)
 
+
+def _add_agreements(sub: Any) -> None:
     agreements = sub.add_parser("agreements", help="agreements register").add_subparsers(
         dest="agreements_command", required=True
     )
     p = agreements.add_parser("load", help="publish a register file to the agreements topic")
     p.add_argument("file", type=Path, help="YAML or JSON list of Agreement v1 objects")
-    kafka_opts(p)
+    _kafka_opts(p)
     p.set_defaults(func=cmd_agreements_load)
     p = agreements.add_parser(
         "check",
@@ -546,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", type=Path, help="rule pack directory (default: the bundled NPD pack)")
     p.set_defaults(func=cmd_agreements_check)
 
+
+def _add_simulate(sub: Any) -> None:
     p = sub.add_parser(
         "simulate",
         help="synthetic events as JSONL on stdout, or --publish them",
@@ -568,9 +580,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the last event falls no later than this (no offset = UTC; default: now)",
     )
     p.add_argument("--publish", action="store_true", help="publish to the access topic instead of printing")
-    kafka_opts(p)
+    _kafka_opts(p)
     p.set_defaults(func=cmd_simulate)
 
+
+def _add_sink(sub: Any) -> None:
     sink = sub.add_parser("sink", help="deliver alerts from the alerts topic").add_subparsers(
         dest="sink_command", required=True
     )
@@ -581,9 +595,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sink.add_parser(name, help=text)
         p.add_argument("--url", help="receiver URL (default: GATEWATCH_ALERTMANAGER_URL / GATEWATCH_WEBHOOK_URL)")
         p.add_argument("--metrics-port", type=int, help="serve the sink's own /metrics on this port (default: none)")
-        kafka_opts(p)
+        _kafka_opts(p)
         p.set_defaults(func=cmd_sink)
 
+
+def _add_audit(sub: Any) -> None:
     audit = sub.add_parser("audit", help="decision ledger").add_subparsers(dest="audit_command", required=True)
     p = audit.add_parser("verify", help="check the decisions' hash chain for gaps, reordering and alteration")
     p.add_argument(
@@ -594,16 +610,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="verify the agreement decisions' chain (npd.agreement-decisions.v1, or an export of it) instead",
     )
-    kafka_opts(p)
+    _kafka_opts(p)
     p.set_defaults(func=cmd_audit_verify)
     p = audit.add_parser(
         "export",
         help="write the decisions topic as JSONL, byte for byte, in the format `audit verify --file` reads",
     )
     p.add_argument("--out", type=Path, metavar="FILE", help="file to write (default: stdout)")
-    kafka_opts(p)
+    _kafka_opts(p)
     p.set_defaults(func=cmd_audit_export)
 
+
+def _add_report(sub: Any) -> None:
     report = sub.add_parser("report", help="governance reports from the decision history").add_subparsers(
         dest="report_command", required=True
     )
@@ -618,10 +636,36 @@ def build_parser() -> argparse.ArgumentParser:
     report_arguments(p)
     p.set_defaults(func=cmd_report)
 
+
+def _add_topics(sub: Any) -> None:
     topics = sub.add_parser("topics", help="topic administration").add_subparsers(dest="topics_command", required=True)
     p = topics.add_parser("create", help="create the Gatewatch topics if missing")
-    kafka_opts(p)
+    _kafka_opts(p)
     p.set_defaults(func=cmd_topics_create)
+
+
+# One function per command, in the order `--help` lists them.
+_COMMANDS = (
+    _add_up,
+    _add_worker,
+    _add_check,
+    _add_replay,
+    _add_bench,
+    _add_rules,
+    _add_agreements,
+    _add_simulate,
+    _add_sink,
+    _add_audit,
+    _add_report,
+    _add_topics,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatewatch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _COMMANDS:
+        add(sub)
     parser.description = f"{__doc__} Commands: {', '.join(sub.choices)}."  # every command, as registered
     return parser
 

@@ -8,21 +8,17 @@ silently drop table updates across a restart, and `gatewatch audit verify`.
 
 The probe here is correct on both: fetch from (reported end - 1), which on Kafka is the last record and
 on Tansu the base of the last batch; the last offset that comes back, + 1, is the true end. It costs one
-fetch per partition, so it is used where exactness matters, not per message.
+fetch per partition, so it is used where exactness matters, not per message (Faust's table recovery
+uses it through streams/_compat/recovery_highwaters.py).
 """
 
-# ruff: noqa: SLF001 - the Faust patch has to reach into its recovery service
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["patch_faust_recovery", "probe_end_offsets", "probe_end_offsets_async"]
-
-#: Given reported end offsets by topic partition, the true ones.
-EndProbe = Callable[[Mapping[Any, int]], Awaitable[dict[Any, int]]]
+__all__ = ["probe_end_offsets", "probe_end_offsets_async"]
 
 
 def probe_end_offsets(consumer: Any, ends: Mapping[Any, int], timeout: float = 10.0) -> dict[Any, int]:
@@ -77,40 +73,3 @@ async def probe_end_offsets_async(
     finally:
         await consumer.stop()
     return out
-
-
-def patch_faust_recovery(app: Any, probe: EndProbe) -> None:
-    """Make Faust's table recovery read changelogs up to their true end on this app.
-
-    Faust builds the highwater it recovers to from the broker's end offsets; on Tansu that would end
-    recovery inside the last batch of a changelog. The patch (installed once, applied only to apps that
-    carry a probe) corrects those highwaters before recovery starts.
-    """
-    from faust.tables.recovery import Recovery
-
-    app._gatewatch_end_probe = probe
-    if getattr(Recovery._build_highwaters, "_gatewatch_probes", False):
-        return
-    original = Recovery._build_highwaters
-
-    async def _build_highwaters(self: Any, consumer: Any, tps: Any, destination: Any, title: str) -> None:
-        await original(self, consumer, tps, destination, title)
-        end_probe: EndProbe | None = getattr(self.app, "_gatewatch_end_probe", None)
-        if end_probe is None:
-            return
-        # Faust keeps highwater - 1 (the last offset); -1 means an empty partition.
-        reported = {tp: last + 1 for tp, last in destination.items() if last >= 0}
-        try:
-            true_ends = await asyncio.wait_for(end_probe(reported), timeout=30.0)
-        except Exception:
-            self.log.exception("End-offset probe failed; recovering to the reported highwaters")
-            return
-        for tp, end in true_ends.items():
-            if end - 1 != destination[tp]:
-                self.log.info(
-                    "Highwater of %r corrected from %r to %r (broker reports batch ends)", tp, destination[tp], end - 1
-                )
-                destination[tp] = end - 1
-
-    _build_highwaters._gatewatch_probes = True  # type: ignore[attr-defined]
-    Recovery._build_highwaters = _build_highwaters  # type: ignore[method-assign]

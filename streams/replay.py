@@ -41,6 +41,7 @@ __all__ = [
     "ReplayReport",
     "RuleDiff",
     "TopicSource",
+    "decode_access_message",
     "read_agreements_topic",
     "read_file",
     "replay_events",
@@ -247,7 +248,7 @@ def _pack_dict(engine: Engine) -> dict[str, str]:
     return {"name": engine.pack.name, "version": engine.pack.version, "sha256": engine.pack.sha256}
 
 
-def _decode(raw: bytes) -> list[AccessEvent] | None:
+def decode_access_message(raw: bytes) -> list[AccessEvent] | None:
     """The events of one message (a single event or an AccessEventBatch); None if it is not valid."""
     raw = without_bom(raw)  # as the worker does (streams/processing.py)
     try:
@@ -337,7 +338,7 @@ class _Merge:
         partition, raw = record[0], record[1]
         offset = record[2] if len(record) == 3 else self.report.messages
         self.report.messages += 1
-        events = _decode(raw)
+        events = decode_access_message(raw)
         if events is None:
             self.report.invalid += 1
             return

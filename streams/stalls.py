@@ -1,6 +1,6 @@
 """The worker's partitions stopped at a record batch it cannot decode: one log line and a gauge each.
 
-The stop itself is streams/_aiokafka_decode_fix.py; this is what the operator sees of it. The gauge
+The stop itself is streams/_compat/aiokafka_decode.py; this is what the operator sees of it. The gauge
 (`gatewatch_partition_undecodable`) drives a critical platform alert, and stays at 1 until the partition
 is revoked (a rebalance, a restart), when whoever reads it next reports it again if it still fails.
 """
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import structlog
 
-from streams._aiokafka_decode_fix import reason_of
+from streams._compat.aiokafka_decode import reason_of
 from streams.metrics import OTHER, Metrics
 
 __all__ = ["StoppedPartitions", "missing_codecs"]

@@ -6,22 +6,21 @@ produce requests per event, most of them overwritten a moment later. `WriteBehin
 to the table's store immediately (reads see it at once) and remembers the key as dirty; `flush` hands
 one changelog record per dirty key (a tombstone if it was deleted) to a sink, the worker's Outbox.
 
-Safety rests on one rule: every dirty key is flushed before offsets are committed. `install_commit_hook`
-makes Faust's consumer call the app's write-behind flushes just before it flushes its producer and
-commits, so a committed offset never runs ahead of the state its events produced; after a crash,
-events since the last commit are processed again, and the window entries skip those they have already
-applied (rules/windows.py). The worker sends the flushed records only after the outputs of the events
-they cover are acknowledged (streams/app.py). On revocation the worker flushes every dirty key itself
-before the partitions go; `discard` then forgets what is left.
+Safety rests on one rule: every dirty key is flushed before offsets are committed. The commit hook
+(streams/_compat/commit_hook.py) makes Faust's consumer call the app's write-behind flushes just before
+it flushes its producer and commits, so a committed offset never runs ahead of the state its events
+produced; after a crash, events since the last commit are processed again, and the window entries skip
+those they have already applied (rules/windows.py). The worker sends the flushed records only after
+the outputs of the events they cover are acknowledged (streams/app.py). On revocation the worker
+flushes every dirty key itself before the partitions go; `discard` then forgets what is left.
 """
 
-# ruff: noqa: SLF001 - the commit hook has to reach into Faust's consumer
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
-__all__ = ["PartitionView", "WriteBehind", "install_commit_hook"]
+__all__ = ["PartitionView", "WriteBehind"]
 
 
 class WriteBehind:
@@ -113,45 +112,3 @@ class PartitionView(MutableMapping[Any, Any]):
 
     def __len__(self) -> int:
         return len(self.buffer.table.data)
-
-
-def install_commit_hook(
-    app: Any, before_commit: Callable[[], Awaitable[None]], *, snapshot: Callable[[], None] | None = None
-) -> None:
-    """Run `snapshot()` as Faust works out which offsets to commit, and await `before_commit()` before it commits.
-
-    `snapshot` runs synchronously immediately before Faust reads the acknowledged offsets, with no await
-    in between, so the write-behind state it flushes is the state of exactly the events those offsets
-    cover (the agents keep their awaits out of the span between changing state and acknowledging an
-    event, streams/app.py). Flushed later, after Faust's own awaits, it could hold the state of events
-    past the committed offsets, and a crash would then count those events twice when they are processed
-    again. `before_commit` runs before Faust flushes its producer and commits; if it raises, the commit
-    does not happen (the events are processed again after a restart: nothing is lost). Patches Faust's
-    Consumer once per process; apps without hooks are unaffected.
-    """
-    from faust.transport.consumer import Consumer
-
-    hooks: list[Callable[[], Awaitable[None]]] = app.__dict__.setdefault("_gatewatch_before_commit", [])
-    hooks.append(before_commit)
-    snapshots: list[Callable[[], None]] = app.__dict__.setdefault("_gatewatch_snapshot", [])
-    if snapshot is not None:
-        snapshots.append(snapshot)
-    if getattr(Consumer._commit_offsets, "_gatewatch_hooked", False):
-        return
-    original = Consumer._commit_offsets
-    original_tps = Consumer._commit_tps
-
-    async def _commit_tps(self: Any, tps: Any, start_new_transaction: bool) -> bool:
-        for snap in getattr(self.app, "_gatewatch_snapshot", ()):
-            snap()
-        # The original works out the committable offsets before its first await.
-        return await original_tps(self, tps, start_new_transaction=start_new_transaction)
-
-    async def _commit_offsets(self: Any, offsets: Any, start_new_transaction: bool = True) -> bool:
-        for hook in getattr(self.app, "_gatewatch_before_commit", ()):
-            await hook()
-        return await original(self, offsets, start_new_transaction=start_new_transaction)
-
-    _commit_offsets._gatewatch_hooked = True  # type: ignore[attr-defined]
-    Consumer._commit_offsets = _commit_offsets  # type: ignore[method-assign]
-    Consumer._commit_tps = _commit_tps  # type: ignore[method-assign]

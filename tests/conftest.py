@@ -16,6 +16,30 @@ from streams.settings import Settings, TopicNames
 _counter = itertools.count()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the embedded broker is an integration test, marked or not (`make test-fast`)."""
+    for item in items:
+        if "broker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def unpatched_libraries() -> Iterator[None]:
+    """No third-party patch installed during the test, and the process's patches as they were after it.
+
+    A patch test that starts here cannot pass because an earlier test (or a worker app built in this
+    process) left the patch installed.
+    """
+    from streams import _compat
+
+    reinstall = _compat.uninstall()
+    try:
+        yield
+    finally:
+        _compat.uninstall()
+        reinstall()
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     """A real Tansu broker on a free loopback port, for the whole session."""

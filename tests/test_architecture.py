@@ -28,3 +28,38 @@ def test_pure_packages_import_no_io_libraries(package: str) -> None:
     assert files
     offending = {str(f.relative_to(ROOT)): sorted(_imports(f) & FORBIDDEN) for f in files}
     assert {} == {f: mods for f, mods in offending.items() if mods}
+
+
+PATCHED_LIBRARIES = {"faust", "aiokafka", "mode", "kafka"}
+
+
+def _third_party_attribute_assignments(path: Path) -> list[str]:
+    """`Class.attr = ...` or `setattr(Class, ...)` where Class was imported from a patched library."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    imported = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PATCHED_LIBRARIES
+        for alias in node.names
+    }
+    found = []
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr" and node.args:
+            targets = [ast.Attribute(value=node.args[0], attr="?")]
+        for target in targets:
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id in imported:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {target.value.id}.{target.attr}")
+    return found
+
+
+def test_third_party_libraries_are_patched_only_in_streams_compat() -> None:
+    files = [f for f in sorted((ROOT / "streams").rglob("*.py")) if "_compat" not in f.parts]
+    assert files
+    hits = [hit for f in files for hit in _third_party_attribute_assignments(f)]
+    assert [] == hits, (
+        "third-party attributes replaced outside streams/_compat/: make each a Patch there (its upstream issue, "
+        "the sha256 of the original's source) so _compat.install() installs it behind the version guard"
+    )

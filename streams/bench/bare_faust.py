@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 
+from streams import _compat
 from streams.app import _faust_options, faust_worker
 from streams.settings import Settings
 
@@ -32,7 +33,12 @@ MODES = ("count", "transform")
 def build_app(settings: Settings, expected: int, mode: str = "count") -> faust.App:
     if mode not in MODES:
         raise ValueError(f"BENCH_MODE must be one of {MODES}")
+    # The same transport as the worker (pinned libraries, their fixes, the short fetch wait on the embedded
+    # broker), so the anchor differs from Gatewatch only in the work done per event.
+    _compat.install()
     app = faust.App(settings.app_id, **_faust_options(settings))
+    if settings.local_mode:
+        _compat.shorten_fetch_wait(app)
     topic = app.topic(
         settings.topics.access, partitions=settings.partitions, key_serializer="raw", value_serializer="raw"
     )

@@ -24,7 +24,7 @@ from typing import Any
 from rules.engine import Engine, load_engine
 from rules.exceptions import ConditionError
 from rules.facts import FACTS, Facts
-from rules.language import _tokenize
+from rules.language import Syntax, parse
 from rules.loader import LoadedPack, Rule
 from rules.windows import WindowState
 from schemas import AccessEvent, Agreement
@@ -35,150 +35,63 @@ WARMUP = 1000
 _FUNCS = {"len", "any", "empty", "intersects", "subset"}
 
 
-# --- the CEL translation -------------------------------------------------------------------------------
+# --- the CEL translation: a renderer of the condition language's syntax tree -----------------------
 
 
 class _Untranslatable(Exception):
     pass
 
 
-class _Cel:
-    """Condition text -> CEL, over the engine's own tokenizer, mirroring its grammar and null semantics."""
-
-    def __init__(self, text: str) -> None:
-        self.toks = _tokenize(text)
-        self.i = 0
-        self.facts: set[str] = set()
-
-    def peek(self, ahead: int = 0) -> tuple[str, str]:
-        tok = self.toks[min(self.i + ahead, len(self.toks) - 1)]
-        return tok.kind, tok.text
-
-    def take(self) -> tuple[str, str]:
-        kind_text = self.peek()
-        self.i = min(self.i + 1, len(self.toks) - 1)
-        return kind_text
-
-    def translate(self) -> str:
-        out = self.or_()
-        if self.peek()[0] != "eof":
-            raise _Untranslatable(f"trailing {self.peek()[1]!r}")
-        return out
-
-    def or_(self) -> str:
-        parts = [self.and_()]
-        while self.peek() == ("kw", "or"):
-            self.take()
-            parts.append(self.and_())
-        return parts[0] if len(parts) == 1 else "(" + " || ".join(parts) + ")"
-
-    def and_(self) -> str:
-        parts = [self.not_()]
-        while self.peek() == ("kw", "and"):
-            self.take()
-            parts.append(self.not_())
-        return parts[0] if len(parts) == 1 else "(" + " && ".join(parts) + ")"
-
-    def not_(self) -> str:
-        if self.peek() == ("kw", "not"):
-            self.take()
-            return f"!({self.not_()})"
-        return self.comparison()
-
-    def comparison(self) -> str:
-        left = self.additive()
-        kind, text = self.peek()
-        if kind == "op" and text in ("==", "!="):
-            self.take()
-            return f"({left} {text} {self.additive()})"
-        if kind == "op" and text in ("<", "<=", ">", ">="):
-            self.take()
-            right = self.additive()
-            # The engine: any ordering with a null side is false. CEL would raise, so test for null first.
-            return f"({left} != null && {right} != null && {left} {text} {right})"
-        if (kind, text) == ("kw", "in"):
-            self.take()
-            return f"({left} in {self.additive()})"
-        if (kind, text) == ("kw", "not") and self.peek(1) == ("kw", "in"):
-            self.take()
-            self.take()
-            return f"!({left} in {self.additive()})"
-        return left
-
-    def additive(self) -> str:
-        node = self.primary()
-        while self.peek() == ("op", "-"):
-            self.take()
-            right = self.primary()
-            if not (node.startswith(("[", "(", "v_")) or node.endswith(")")):
+def _cel(node: Syntax, facts: set[str]) -> str:
+    """CEL text of a condition's syntax tree (rules.language.parse), mirroring the engine's null semantics."""
+    kind, args = node.kind, node.args
+    if kind in ("or", "and"):
+        joiner = " || " if kind == "or" else " && "
+        return "(" + joiner.join(_cel(a, facts) for a in args) + ")"
+    if kind == "not":
+        return f"!({_cel(args[0], facts)})"
+    if kind in ("cmp", "in", "sub"):
+        left, right = _cel(args[0], facts), _cel(args[1], facts)
+        if kind == "in":
+            return f"({left} in {right})" if node.op == "in" else f"!({left} in {right})"
+        if kind == "sub":
+            if not (left.startswith(("[", "(", "v_")) or left.endswith(")")):
                 raise _Untranslatable("'-' on a non-list")
-            node = f"{node}.filter(x, !(x in {right}))"
-        return node
-
-    def primary(self) -> str:
-        kind, text = self.take()
-        if (kind, text) == ("op", "("):
-            inner = self.or_()
-            self.expect(")")
-            return f"({inner})"
-        if (kind, text) == ("op", "["):
-            items: list[str] = []
-            while self.peek() != ("op", "]"):
-                items.append(self.primary())
-                if self.peek() == ("op", ","):
-                    self.take()
-            self.take()
-            return "[" + ", ".join(items) + "]"
-        if kind == "int":
-            return text
-        if kind == "str":
-            return json.dumps(_unquote(text))
-        if kind == "kw" and text in ("true", "false", "null"):
-            return text
-        if kind == "name" and self.peek() == ("op", "("):
-            return self.call(text)
-        if kind == "name":
-            if text not in FACTS:
-                raise _Untranslatable(f"unknown fact {text}")
-            self.facts.add(text)
-            return _ident(text)
-        raise _Untranslatable(f"unexpected {text!r}")
-
-    def call(self, name: str) -> str:
-        if name not in _FUNCS:
-            raise _Untranslatable(f"unknown function {name}")
-        self.expect("(")
-        args = [self.or_()]
-        while self.peek() == ("op", ","):
-            self.take()
-            args.append(self.or_())
-        self.expect(")")
-        if name == "len":
-            return f"size({args[0]})"
-        if name == "any":
-            return f"(size({args[0]}) > 0)"
-        if name == "empty":
-            return f"(size({args[0]}) == 0)"
-        if name == "intersects":
-            return f"{args[0]}.exists(x, x in {args[1]})"
-        return f"{args[0]}.all(x, x in {args[1]})"
-
-    def expect(self, text: str) -> None:
-        if self.take() != ("op", text):
-            raise _Untranslatable(f"expected {text!r}")
+            return f"{left}.filter(x, !(x in {right}))"
+        if node.op in ("==", "!="):
+            return f"({left} {node.op} {right})"
+        # The engine: any ordering with a null side is false. CEL would raise, so test for null first.
+        return f"({left} != null && {right} != null && {left} {node.op} {right})"
+    if kind == "call":
+        return _cel_call(node.op, [_cel(a, facts) for a in args])
+    if kind == "lit":
+        return _cel_literal(node.value)
+    if node.op not in FACTS:
+        raise _Untranslatable(f"unknown fact {node.op}")
+    facts.add(node.op)
+    return _ident(node.op)
 
 
-def _unquote(token: str) -> str:
-    body, out, i = token[1:-1], [], 0
-    escapes = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
-    while i < len(body):
-        if body[i] == "\\":
-            out.append(escapes[body[i + 1]])
-            i += 2
-        else:
-            out.append(body[i])
-            i += 1
-    return "".join(out)
+def _cel_call(name: str, args: list[str]) -> str:
+    if name not in _FUNCS:
+        raise _Untranslatable(f"unknown function {name}")
+    if name == "len":
+        return f"size({args[0]})"
+    if name == "any":
+        return f"(size({args[0]}) > 0)"
+    if name == "empty":
+        return f"(size({args[0]}) == 0)"
+    if name == "intersects":
+        return f"{args[0]}.exists(x, x in {args[1]})"
+    return f"{args[0]}.all(x, x in {args[1]})"
+
+
+def _cel_literal(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_cel_literal(v) for v in value) + "]"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return json.dumps(value) if isinstance(value, str) else str(value)
 
 
 def _ident(fact: str) -> str:
@@ -187,9 +100,9 @@ def _ident(fact: str) -> str:
 
 def to_cel(condition: str) -> tuple[str, frozenset[str]]:
     """A condition as a CEL expression, and the facts it names (CEL variables `v_<fact with _>`)."""
+    facts: set[str] = set()
     try:
-        t = _Cel(condition)
-        return t.translate(), frozenset(t.facts)
+        return _cel(parse(condition), facts), frozenset(facts)
     except ConditionError as exc:
         raise _Untranslatable(exc.message) from None
 
@@ -259,7 +172,7 @@ def run(events: int = 10000, seed: int = 7) -> dict[str, Any]:
             pack.name, pack.version, pack.engine_version, pack.description, pack.sha256, rules, pack.catalogue
         )
         engine = Engine(subset)
-    catalogue = engine.catalogue
+    catalogue, views = engine.catalogue, engine.views
     names = sorted(set().union(*(f for _, _, f in programs)))
     getters = [(_ident(n), FACTS[n].getter) for n in names]
     # Each program gets an activation of only the facts it names: CEL converts the whole mapping per call.
@@ -267,7 +180,7 @@ def run(events: int = 10000, seed: int = 7) -> dict[str, Any]:
     ts = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
     def cel_event(event: AccessEvent, agreement: Agreement | None) -> list[str]:
-        facts = Facts(event, agreement, catalogue)
+        facts = Facts(event, agreement, catalogue, views)
         values = {ident: _cel_value(get(facts)) for ident, get in getters}
         return [rule.id for rule, program, idents in plans if program.execute({i: values[i] for i in idents})]
 

@@ -9,7 +9,6 @@ and the aggregates, whatever the length of the history; the disk holds one perio
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import sys
 import tempfile
@@ -22,7 +21,8 @@ from typing import IO, Protocol
 from pydantic import ValidationError
 
 from rules.catalogue import Catalogue
-from schemas import AccessEvent, AccessEventBatch, Decision
+from schemas import Decision
+from streams.replay import decode_access_message
 from streams.report.aggregate import Profile, profile_of
 from streams.report.periods import UK, Period
 from streams.settings import Settings
@@ -33,7 +33,6 @@ __all__ = ["FileHistory", "History", "Progress", "ReadStats", "TopicHistory", "r
 #: decision is in the report period (None outside it, or when the event was not found).
 Consumer = Callable[[Decision, str, Profile | None, bool], None]
 
-_BATCH_MARKER = b'"events"'
 _INSERT_CHUNK = 2000
 
 
@@ -164,30 +163,6 @@ class _Store:
         self.db.close()
 
 
-def _events_of(raw: bytes) -> list[AccessEvent] | None:
-    """The valid events of one access message (single or batch); None when there are none."""
-    try:
-        if _BATCH_MARKER in raw[:256]:
-            return list(AccessEventBatch.model_validate_json(raw).events)
-        return [AccessEvent.model_validate_json(raw)]
-    except ValidationError:
-        pass
-    try:  # a batch with some bad events: the valid ones were decided, as the worker does
-        doc = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    items = doc.get("events") if isinstance(doc, dict) else None
-    if not isinstance(items, list):
-        return None
-    out = []
-    for item in items:
-        try:
-            out.append(AccessEvent.model_validate(item))
-        except ValidationError:
-            continue
-    return out or None
-
-
 def _month_of(decision: Decision) -> str | None:
     when = decision.occurred_at
     return None if when is None else f"{when.astimezone(UK):%Y-%m}"
@@ -214,7 +189,7 @@ def read_history(
             for raw in history.access():
                 stats.access_messages += 1
                 progress.tick("access messages", stats.access_messages)
-                events = _events_of(raw)
+                events = decode_access_message(raw)
                 if events is None:
                     stats.access_unreadable += 1
                     continue

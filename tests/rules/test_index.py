@@ -153,14 +153,14 @@ def test_partial_index_facts_read_from_the_key_are_unknown_or_the_fact(
 ) -> None:
     facts = Facts(event, agreement, CATALOGUE)
     key = index_key(facts)
-    for k in (key, (*key, facts.av)):
+    for k in (key, (*key, facts.agreement_view)):
         for name, keyfn in INDEX_PARTIAL.items():
             value = keyfn(k)
             if value is not UNKNOWN:
                 real = FACTS[name].getter(facts)
                 assert (type(value), value) == (type(real), real), (name, len(k))
     # With the agreement view in the key, every agreement fact in INDEX_PARTIAL is settled.
-    extended = (*key, facts.av)
+    extended = (*key, facts.agreement_view)
     assert [n for n, fn in INDEX_PARTIAL.items() if n.startswith("agreement.") and fn(extended) is UNKNOWN] == []
 
 
@@ -181,7 +181,7 @@ def test_partial_index_facts_are_settled_when_the_key_allows() -> None:
     }
     assert INDEX_PARTIAL["agreement.per_event_record_cap"](key) is None  # from the null flags
     assert INDEX_PARTIAL["agreement.legal_gateways"](key) is UNKNOWN  # needs the view
-    assert INDEX_PARTIAL["agreement.legal_gateways"]((*key, facts.av)) == ("DEA2017-s64",)
+    assert INDEX_PARTIAL["agreement.legal_gateways"]((*key, facts.agreement_view)) == ("DEA2017-s64",)
 
 
 # --- 2. per-agreement plans equal the full conditions -----------------------------------------------------

@@ -1,4 +1,4 @@
-"""A batch aiokafka cannot decode stops its partition there (streams/_aiokafka_decode_fix.py), and is reported once."""
+"""A batch aiokafka cannot decode stops its partition there (streams/_compat/aiokafka_decode.py), reported once."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from streams._aiokafka_decode_fix import reason_of, stop_partition_at_undecodable_batch
+from streams import _compat
+from streams._compat.aiokafka_decode import reason_of
 from streams.metrics import Metrics
 from streams.stalls import StoppedPartitions
 
@@ -60,11 +61,12 @@ BAD = {  # case -> (the third batch, the reason reported)
 
 
 @pytest.fixture
-def reported() -> Iterator[list[tuple[str, int, int, str]]]:
+def reported(unpatched_libraries: None) -> Iterator[list[tuple[str, int, int, str]]]:
     calls: list[tuple[str, int, int, str]] = []
-    stop_partition_at_undecodable_batch(lambda t, p, o, exc: calls.append((t, p, o, reason_of(exc))))
-    yield calls
-    stop_partition_at_undecodable_batch(lambda *_: None)
+    with _compat.installed():
+        _compat.stop_partition_at_undecodable_batch(lambda t, p, o, exc: calls.append((t, p, o, reason_of(exc))))
+        yield calls
+        _compat.stop_partition_at_undecodable_batch(lambda *_: None)
 
 
 def fetch(data: bytes, *, one_by_one: bool = False) -> tuple[list[int], Any, Any]:

@@ -253,10 +253,12 @@ def test_write_behind_forgets_the_dirty_keys_of_revoked_partitions() -> None:
     assert sent == [("state-changelog", 0, b'"a"', b"1")]
 
 
-def test_the_commit_waits_for_the_hook_and_does_not_happen_when_it_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_commit_waits_for_the_hook_and_does_not_happen_when_it_fails(
+    unpatched_libraries: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from faust.transport.consumer import Consumer
 
-    from streams.tables import install_commit_hook
+    from streams import _compat
 
     committed: list[Any] = []
 
@@ -277,7 +279,8 @@ def test_the_commit_waits_for_the_hook_and_does_not_happen_when_it_fails(monkeyp
             raise RuntimeError("a send was not acknowledged")
 
     app = App()
-    install_commit_hook(app, flush_first)
+    undo = _compat.install()
+    _compat.add_commit_hooks(app, flush_first)
 
     class ConsumerOf:
         def __init__(self, app: object) -> None:
@@ -292,14 +295,16 @@ def test_the_commit_waits_for_the_hook_and_does_not_happen_when_it_fails(monkeyp
     assert committed == [{"tp": 5}]  # nothing committed past the failure
     asyncio.run(Consumer._commit_offsets(ConsumerOf(object()), {"tp": 7}))  # type: ignore[arg-type]
     assert committed[-1] == {"tp": 7}  # an app without hooks commits as before
+    undo()
+    assert Consumer._commit_offsets is commit
 
 
 def test_the_state_snapshot_runs_as_the_offsets_are_read_with_no_await_between(
-    monkeypatch: pytest.MonkeyPatch,
+    unpatched_libraries: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from faust.transport.consumer import Consumer
 
-    from streams.tables import install_commit_hook
+    from streams import _compat
 
     order: list[str] = []
 
@@ -322,7 +327,8 @@ def test_the_state_snapshot_runs_as_the_offsets_are_read_with_no_await_between(
         pass
 
     app = App()
-    install_commit_hook(app, before_commit, snapshot=lambda: order.append("snapshot"))
+    undo = _compat.install()
+    _compat.add_commit_hooks(app, before_commit, snapshot=lambda: order.append("snapshot"))
 
     class ConsumerOf:
         def __init__(self, app: object) -> None:
@@ -334,5 +340,6 @@ def test_the_state_snapshot_runs_as_the_offsets_are_read_with_no_await_between(
         await Consumer._commit_tps(ConsumerOf(app), ["tp"], start_new_transaction=True)  # type: ignore[arg-type]
 
     asyncio.run(main())
+    undo()
     assert order[:2] == ["snapshot", "offsets read"]  # nothing ran in between
     assert order.index("agent ran") > 1

@@ -1,4 +1,4 @@
-"""A fix for aiokafka (0.14) letting one record batch it cannot decode stop the whole consumer.
+"""A fix for aiokafka (0.14.0) letting one record batch it cannot decode stop the whole consumer.
 
 aiokafka decodes a fetched batch (CRC check, decompression, record parsing) lazily, while the records
 are handed out. When that fails (a codec the process has no library for, an unknown codec id, a batch
@@ -22,7 +22,8 @@ others. So, with this fix:
    fetches the same batch and decodes it once its cause is fixed (at-least-once holds).
 
 The handler is process-wide (every aiokafka consumer in the process, the worker's and its short-lived
-readers alike, reports through it); `build_worker_app` installs the worker's.
+readers alike, reports through it); `build_worker_app` installs the patches (streams._compat.install)
+and sets the worker's handler (`stop_partition_at_undecodable_batch`).
 """
 
 # ruff: noqa: SLF001 - the fix has to reach into aiokafka's fetcher
@@ -33,7 +34,9 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["StallHandler", "reason_of", "stop_partition_at_undecodable_batch"]
+from streams._compat._patch import Patch, require_installed
+
+__all__ = ["PATCHES", "StallHandler", "reason_of", "stop_partition_at_undecodable_batch"]
 
 #: Called with (topic, partition, first offset not delivered, the exception) when a partition stops.
 StallHandler = Callable[[str, int, int, BaseException], None]
@@ -58,36 +61,37 @@ def reason_of(exc: BaseException) -> str:
 
 
 def stop_partition_at_undecodable_batch(handler: StallHandler) -> None:
-    """Install the fix (once per process) and make `handler` the one that hears of stopped partitions."""
+    """Make `handler` the one that hears of stopped partitions (the patches must be installed)."""
+    require_installed(PATCHES)
     _handlers[:] = [handler]
-    from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
 
-    if getattr(PartitionRecords.__init__, "_gatewatch_fix", False):
-        return
-    init = PartitionRecords.__init__
-    getone = FetchResult.getone
-    getall = FetchResult.getall
 
-    def __init__(self: PartitionRecords, *args: Any, **kwargs: Any) -> None:
+def _records_ending_at_failure(init: Any) -> Any:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
         self._records_iterator = _stopping_at_failure(self, self._records_iterator)
 
-    def fetch_one(self: FetchResult) -> Any:
+    return __init__
+
+
+def _getone_stopping(getone: Any) -> Any:
+    def fetch_one(self: Any) -> Any:
         records = self._partition_records
         message = getone(self)
         _stop_if_failed(self, records)
         return message
 
-    def fetch_all(self: FetchResult, max_records: int | None = None) -> list[Any]:
+    return fetch_one
+
+
+def _getall_stopping(getall: Any) -> Any:
+    def fetch_all(self: Any, max_records: int | None = None) -> list[Any]:
         records = self._partition_records
         messages: list[Any] = getall(self, max_records)
         _stop_if_failed(self, records)
         return messages
 
-    __init__._gatewatch_fix = True  # type: ignore[attr-defined]
-    PartitionRecords.__init__ = __init__
-    FetchResult.getone = fetch_one
-    FetchResult.getall = fetch_all
+    return fetch_all
 
 
 def _stopping_at_failure(records: Any, unpacked: Iterator[Any]) -> Iterator[Any]:
@@ -108,3 +112,29 @@ def _stop_if_failed(result: Any, records: Any) -> None:
     result._assignment.state_value(tp).pause()
     for handler in list(_handlers):
         handler(tp.topic, tp.partition, records.next_fetch_offset, failure)
+
+
+_ISSUE = "aio-libs/aiokafka#321 (a batch the consumer cannot decode raises out of every partition's fetch)"
+PATCHES = (
+    Patch(
+        owner="aiokafka.consumer.fetcher:PartitionRecords",
+        attribute="__init__",
+        build=_records_ending_at_failure,
+        upstream=_ISSUE,
+        original_sha256="8ec1c2ae6ea1af875db73e6d01604f3edf269faf5806c67c02d1f91b456d3571",
+    ),
+    Patch(
+        owner="aiokafka.consumer.fetcher:FetchResult",
+        attribute="getone",
+        build=_getone_stopping,
+        upstream=_ISSUE,
+        original_sha256="3fc6f963223135d240785156577c916817f44b0eefedd927bca01382e192d155",
+    ),
+    Patch(
+        owner="aiokafka.consumer.fetcher:FetchResult",
+        attribute="getall",
+        build=_getall_stopping,
+        upstream=_ISSUE,
+        original_sha256="3e717e30de5068d549dd41b231928c67a24e832a928d48bac5f485e448daa903",
+    ),
+)

@@ -1,4 +1,4 @@
-"""A fix for faust-streaming (0.15.3) dropping stream messages when a worker takes over partitions.
+"""A fix for faust-streaming (0.15.3, with mode-streaming 0.7.1) dropping stream messages at a take-over.
 
 How they were lost (seen in tests/reliability/test_scale_out.py, 2 to 18 events per failing run):
 at the end of a rebalance Faust's ``Recovery.on_recovery_completed`` resumes the stream partitions,
@@ -14,7 +14,8 @@ them again, so the refetched copies are dropped as "DROPPED MESSAGE ROFF" (a Fau
 The partition's commit then either sticks below the hole or, when the hole shows up as a "gap" in the
 read offsets, is committed over. No error is logged anywhere.
 
-This is the race of faust-streaming issue #596 (open). Upstream PR #253 resumes the consumer's flow
+This is the race of faust-streaming/faust issue #596 (open); #216 (fixed by PR #217) was the same
+order problem in ``_resume_streams``. Upstream PR #253 resumes the consumer's flow
 after the flow control for the same reason, but here the flow is already on (changelog recovery), so
 the stream partitions themselves have to stay paused until the queues have been cleared.
 
@@ -36,30 +37,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["keep_messages_across_rebalance"]
+from streams._compat._patch import Patch
+
+__all__ = ["PATCHES"]
 
 
-def keep_messages_across_rebalance() -> None:
-    """Install both parts of the fix (idempotent; process-wide, like track_every_sent_topic)."""
-    _resume_clears_only_when_suspended()
-    _resume_stream_partitions_after_the_seek()
-
-
-def _resume_clears_only_when_suspended() -> None:
-    from mode.utils.queues import FlowControlEvent
-
-    if getattr(FlowControlEvent.resume, "_gatewatch_fix", False):
-        return
-
-    def resume(self: FlowControlEvent) -> None:
+def _resume_clears_only_when_suspended(original: Any) -> Any:
+    def resume(self: Any) -> None:
         was_suspended = not self.is_active()
         self._suspend.clear()
         self._resume.set()
         if was_suspended:
             self.clear()
 
-    resume._gatewatch_fix = True  # type: ignore[attr-defined]
-    FlowControlEvent.resume = resume  # type: ignore[method-assign]
+    return resume
 
 
 async def _seek_then_resume(recovery: Any, generation_id: int, rebalances: int) -> bool:
@@ -83,14 +74,9 @@ async def _seek_then_resume(recovery: Any, generation_id: int, rebalances: int) 
     return True
 
 
-def _resume_stream_partitions_after_the_seek() -> None:
-    from faust.tables.recovery import Recovery
-
-    if getattr(Recovery.on_recovery_completed, "_gatewatch_fix", False):
-        return
-
+def _resume_stream_partitions_after_the_seek(original: Any) -> Any:
     # Faust 0.15.3's on_recovery_completed with the resume moved after the seek (see module docstring).
-    async def on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
+    async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
         rebalances = self.app.rebalancing_count
         self.log.info("Restore complete!")
         await self.app.on_rebalance_complete.send()
@@ -116,8 +102,12 @@ def _resume_stream_partitions_after_the_seek() -> None:
         self.app.on_rebalance_end()
         self.log.info("Worker ready")
 
+    return on_recovery_completed
+
+
+def _resume_streams_after_the_seek(original: Any) -> Any:
     # The same for apps without tables.
-    async def _resume_streams(self: Recovery, generation_id: int = 0) -> None:
+    async def _resume_streams(self: Any, generation_id: int = 0) -> None:
         rebalances = self.app.rebalancing_count
         await self.app.on_rebalance_complete.send()
         if self.app.consumer_generation_id != generation_id:
@@ -130,6 +120,30 @@ def _resume_stream_partitions_after_the_seek() -> None:
         self.app.on_rebalance_end()
         self.log.info("Worker ready")
 
-    on_recovery_completed._gatewatch_fix = True  # type: ignore[attr-defined]
-    Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
-    Recovery._resume_streams = _resume_streams  # type: ignore[method-assign]
+    return _resume_streams
+
+
+_ISSUE = "faust-streaming/faust#596 (messages lost when a worker takes over partitions); see also #216, PR #253"
+PATCHES = (
+    Patch(
+        owner="mode.utils.queues:FlowControlEvent",
+        attribute="resume",
+        build=_resume_clears_only_when_suspended,
+        upstream=_ISSUE,
+        original_sha256="4dcdc1253fd0dcb40de18a3702503c01d21e9da7e5e55b122fb92615f27648d9",
+    ),
+    Patch(
+        owner="faust.tables.recovery:Recovery",
+        attribute="on_recovery_completed",
+        build=_resume_stream_partitions_after_the_seek,
+        upstream=_ISSUE,
+        original_sha256="6ef567acf072e46da3fccbccc6d662371f634f622c3d510972d5df81f70ae3ac",
+    ),
+    Patch(
+        owner="faust.tables.recovery:Recovery",
+        attribute="_resume_streams",
+        build=_resume_streams_after_the_seek,
+        upstream=_ISSUE,
+        original_sha256="d986a6710c1aca98f08c4c723fb3eadc5bf24576ad4eb9da3dd3eecedda2f24e",
+    ),
+)
