@@ -47,7 +47,10 @@ def test_check_prints_one_decision_per_line_in_order_and_goes_on_after_invalid_l
         ("c", "invalid"),
         ("d", "violation"),
     ]
-    assert any(e["loc"] == "recod_count" for e in out[2]["errors"])
+    # An unknown field is named by its place and length, never by its name (the name is input too).
+    unknown = [e for e in out[2]["errors"] if e["type"] == "extra_forbidden"]
+    assert [("$", True)] == [(e["loc"], "did you mean 'record_count'?" in e["message"]) for e in unknown]
+    assert "recod_count" not in json.dumps(out[2])
     violation = out[3]["violations"][0]
     assert {"rule_id", "category", "severity", "explanation"} <= set(violation)
     assert "prohibited_field" in {v["category"] for v in out[3]["violations"]}
