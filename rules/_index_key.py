@@ -14,6 +14,7 @@ from typing import Any
 
 from rules._context import Facts
 from rules._views import BIT_PUPIL
+from rules.catalogue import GATEWAY_REQUIREMENTS
 
 __all__ = [
     "INDEX_FACTS",
@@ -126,18 +127,7 @@ INDEX_FACTS: dict[str, KeyFn] = {
     "agreement.panel_approved": _at(_K_AGREEMENT, 3),
     **{
         f"gateway.{name}": _at(_K_GW, attr=name)
-        for name in (
-            "known",
-            "title",
-            "recipient_types",
-            "purposes",
-            "case_reference_required",
-            "evidence_attestation_required",
-            "court_order_ref_required",
-            "srs_only",
-            "deidentified_only",
-            "case_by_case",
-        )
+        for name in ("known", "title", "recipient_types", "purposes", *GATEWAY_REQUIREMENTS)
     },
     "purpose.known": _at(_K_PV, attr="known"),
     "purpose.title": _at(_K_PV, attr="title"),

@@ -33,15 +33,14 @@ __all__ = [
 
 DEFAULT_CATALOGUE_DIR = Path(__file__).parent / "catalogues"
 
-GATEWAY_REQUIREMENTS = frozenset(
-    {
-        "case_reference_required",
-        "evidence_attestation_required",
-        "court_order_ref_required",
-        "srs_only",
-        "deidentified_only",
-        "case_by_case",
-    }
+# In the order the fact vocabulary lists them (rules/facts.py registers a `gateway.<requirement>` for each).
+GATEWAY_REQUIREMENTS: tuple[str, ...] = (
+    "case_reference_required",
+    "evidence_attestation_required",
+    "court_order_ref_required",
+    "srs_only",
+    "deidentified_only",
+    "case_by_case",
 )
 IDENTIFIER_CLASSES = frozenset({"instant", "meaningful", "meaningless", "none"})
 SPECIAL_CATEGORIES = frozenset({"ethnicity", "health", "religion", "sexual_orientation"})

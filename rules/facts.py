@@ -45,6 +45,7 @@ from rules._views import (
     CatalogueViews,
     destruction_due_of,
 )
+from rules.catalogue import GATEWAY_REQUIREMENTS
 
 __all__ = [
     "DEFAULT_AUDIT_INTERVAL_DAYS",
@@ -345,14 +346,7 @@ _path(
     domain="org_type",
 )
 _path("gateway.purposes", "list", "Purposes the event's gateway can carry", "gateway_view.purposes", domain="purpose")
-for _req in (
-    "case_reference_required",
-    "evidence_attestation_required",
-    "court_order_ref_required",
-    "srs_only",
-    "deidentified_only",
-    "case_by_case",
-):
+for _req in GATEWAY_REQUIREMENTS:
     _path(f"gateway.{_req}", "bool", f"The event's gateway has the requirement {_req}", f"gateway_view.{_req}")
 
 _path("purpose.known", "bool", "The event's purpose code is in the catalogue", "purpose_view.known")
