@@ -63,3 +63,18 @@ def test_third_party_libraries_are_patched_only_in_streams_compat() -> None:
         "third-party attributes replaced outside streams/_compat/: make each a Patch there (its upstream issue, "
         "the sha256 of the original's source) so _compat.install() installs it behind the version guard"
     )
+
+
+def test_no_merge_conflict_markers_are_left_in_the_shipped_text() -> None:
+    suffixes = {".py", ".md", ".yaml", ".yml", ".json", ".toml", ".cfg", ".txt"}
+    roots = [ROOT / name for name in ("schemas", "rules", "streams", "deploy", "docs", "tests")]
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "pyproject.toml", ROOT / "Makefile"]
+    files += [p for root in roots for p in root.rglob("*") if p.suffix in suffixes and "__pycache__" not in p.parts]
+    markers = ("<<<<<<< ", ">>>>>>> ")
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in files
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+        if line.startswith(markers) or line == "======="
+    ]
+    assert [] == found
