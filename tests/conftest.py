@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
 from streams.settings import Settings, TopicNames
+from streams.transport.broker import EmbeddedBroker, free_port
 
 _counter = itertools.count()
 
@@ -77,7 +77,7 @@ def read_topic(settings: Settings, topic: str, *, expected: int, timeout: float 
     """Every JSON record of a topic, waiting until at least `expected` have arrived (or timeout)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from streams.kafka import kafka_python_config
+    from streams.transport.kafka import kafka_python_config
 
     consumer = KafkaConsumer(
         **kafka_python_config(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"

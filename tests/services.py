@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import free_port
+from streams.transport.broker import free_port
 
 
 def tool(name: str) -> str:

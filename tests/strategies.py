@@ -37,7 +37,7 @@ def catalogue() -> Catalogue:
 @cache
 def sample_agreement_ids() -> list[str]:
     """Agreement ids of the packaged sample register, so drawn events often cite a real agreement."""
-    from streams.simulate import load_agreements
+    from streams.offline.simulate import load_agreements
 
     return sorted(a.agreement_id for a in load_agreements())
 

@@ -16,7 +16,7 @@ exactly), and tests/streams/test_compat.py fingerprints every replaced function'
 one of these libraries means re-reading each patch against the new source, then updating
 `EXPECTED_VERSIONS` and the fingerprints.
 
-`install()` is called once, at worker start-up (streams/app.py). The per-app switches
+`install()` is called once, at worker start-up (streams/worker/app.py). The per-app switches
 (`shorten_fetch_wait`, `use_end_probe`, `add_commit_hooks`, `stop_partition_at_undecodable_batch`)
 only take effect once it has been.
 

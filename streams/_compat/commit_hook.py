@@ -1,13 +1,13 @@
 """A hook into Faust's offset commit, so write-behind table state is flushed before its offsets commit.
 
-streams/tables.py keeps table writes in memory and sends one changelog record per dirty key per commit.
+streams/worker/tables.py keeps table writes in memory and sends one changelog record per dirty key per commit.
 Its safety rests on the flush happening before the offsets it covers are committed; faust-streaming has
 no hook at that point, so `add_commit_hooks` registers an app's hooks and the patches call them.
 
 `snapshot` runs synchronously immediately before Faust reads the acknowledged offsets, with no await
 in between, so the write-behind state it flushes is the state of exactly the events those offsets
 cover (the agents keep their awaits out of the span between changing state and acknowledging an
-event, streams/app.py). Flushed later, after Faust's own awaits, it could hold the state of events
+event, streams/worker/app.py). Flushed later, after Faust's own awaits, it could hold the state of events
 past the committed offsets, and a crash would then count those events twice when they are processed
 again. `before_commit` runs before Faust flushes its producer and commits; if it raises, the commit
 does not happen (the events are processed again after a restart: nothing is lost). Apps without

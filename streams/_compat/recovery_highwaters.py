@@ -3,7 +3,7 @@
 Faust builds the highwater it recovers to from the broker's end offsets. The embedded Tansu broker
 reports a partition's end as the last *batch's* base offset + 1 (tests/streams/test_broker.py pins
 this), so recovery would end inside the last batch of a changelog and lose table updates across a
-restart. The patch corrects those highwaters with an end-offset probe (streams/endoffsets.py) before
+restart. The patch corrects those highwaters with an end-offset probe (streams/transport/endoffsets.py) before
 recovery starts, on apps that carry one (`use_end_probe`); other apps recover as Faust does.
 
 Upstream: none filed; the wrong end offset is the broker's (Tansu, tansu-io/tansu), and Faust trusts

@@ -1,7 +1,7 @@
 """The live benchmark's anchors: bare Faust agents with the worker's own Faust options.
 
 Run as `python -m streams.bench.bare_faust` with GATEWATCH_* settings in the environment (the same
-Faust options as the Gatewatch worker, streams/app.py), BENCH_EXPECTED=N and BENCH_MODE:
+Faust options as the Gatewatch worker, streams/worker/app.py), BENCH_EXPECTED=N and BENCH_MODE:
 - `count`: the agent only counts raw messages (what Faust costs before any work is done);
 - `transform`: the agent decodes each event (single-event messages, or each event of a batch
   envelope) and writes one small record per event through Faust's own send API
@@ -22,8 +22,8 @@ from typing import Any
 import faust
 
 from streams import _compat
-from streams.app import _faust_options, faust_worker
 from streams.settings import Settings
+from streams.worker.app import _faust_options, faust_worker
 
 __all__ = ["MODES", "build_app"]
 

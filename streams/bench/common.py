@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from schemas import AccessEvent, Agreement
-from streams.broker import EmbeddedBroker, free_port
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.replay import TopicSource
-from streams.runner import WorkerProcess
+from streams.cli.runner import WorkerProcess
+from streams.offline.replay import TopicSource
+from streams.offline.simulate import DEFAULT_START, Simulator
 from streams.settings import Settings, TopicNames
-from streams.simulate import DEFAULT_START, Simulator
+from streams.transport.broker import EmbeddedBroker, free_port
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 
 
 def say(text: str) -> None:

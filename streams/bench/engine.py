@@ -145,7 +145,7 @@ def run(events: int = 10000, seed: int = 7) -> dict[str, Any]:
     except ImportError:
         return _run_without_cel(events, seed)
 
-    from streams.simulate import Simulator, load_agreements
+    from streams.offline.simulate import Simulator, load_agreements
 
     agreements = load_agreements()
     register = {a.agreement_id: a for a in agreements}
@@ -229,7 +229,7 @@ def run(events: int = 10000, seed: int = 7) -> dict[str, Any]:
 
 def _run_without_cel(events: int, seed: int) -> dict[str, Any]:
     """The engine's own figures when the CEL bindings are not installed (an installed wheel without extras)."""
-    from streams.simulate import Simulator, load_agreements
+    from streams.offline.simulate import Simulator, load_agreements
 
     agreements = load_agreements()
     register = {a.agreement_id: a for a in agreements}

@@ -24,9 +24,9 @@ from typing import Any
 
 from schemas import AccessEvent
 from streams.bench.common import Bench, per_second, say, stop_process
-from streams.publisher import Publisher
-from streams.runner import settings_env
+from streams.cli.runner import settings_env
 from streams.settings import Settings
+from streams.transport.publisher import Publisher
 
 __all__ = ["bare_agent", "bench_batched", "bench_live"]
 

@@ -22,7 +22,7 @@ from rules import Engine, WindowState, load_engine
 from schemas import AccessEvent, Agreement, MessageRef
 from schemas.ledger import LedgerState, link_json
 from streams.bench.common import sim_events, to_wire
-from streams.simulate import load_agreements
+from streams.offline.simulate import load_agreements
 
 __all__ = ["run"]
 
@@ -78,7 +78,7 @@ def _parts(engine: Engine, wire: Sequence[tuple[bytes, bytes]]) -> dict[str, flo
     values = [v for _, v in wire]
     decode_pydantic = _part(lambda i: AccessEvent.model_validate_json(values[i]), len(values))
     try:  # msgspec comes with the `bench` and `test` extras; without it the fast decoder is not measured
-        from streams.fastdecode import decode_event
+        from streams.worker.fastdecode import decode_event
     except ImportError:
         decode_fast: list[int] | None = None
     else:

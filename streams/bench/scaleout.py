@@ -27,11 +27,11 @@ from typing import Any
 
 from schemas import AccessEvent, Agreement
 from streams.bench.common import Bench, evaluated_at, machine, say, sim_event_stream
-from streams.broker import EmbeddedBroker, free_port
-from streams.replay import TopicSource
-from streams.runner import WorkerProcess
+from streams.cli.runner import WorkerProcess
+from streams.offline.replay import TopicSource
+from streams.offline.simulate import load_agreements
 from streams.settings import Settings
-from streams.simulate import load_agreements
+from streams.transport.broker import EmbeddedBroker, free_port
 
 __all__ = ["clone_register", "cloned_traffic", "run_scale_out"]
 

@@ -40,13 +40,13 @@ from rules import load_engine
 from schemas import AccessEvent
 from streams.bench.common import Bench, decision_span, machine, per_second, say, sim_events, to_wire
 from streams.bench.live import bench_batched, bench_live
-from streams.broker import EmbeddedBroker
-from streams.gctuning import tuned_gc
-from streams.publisher import Publisher
-from streams.replay import TopicSource, replay_events
-from streams.runner import WorkerProcess
+from streams.cli.runner import WorkerProcess
+from streams.offline.replay import TopicSource, replay_events
+from streams.offline.simulate import load_agreements
 from streams.settings import Settings
-from streams.simulate import load_agreements
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.publisher import Publisher
+from streams.worker.gctuning import tuned_gc
 
 __all__ = ["FULL", "QUICK", "Sizes", "run_suite"]
 
@@ -138,7 +138,7 @@ def _read_timestamped(settings: Settings, topic: str, idle: float = 2.0) -> list
     """(broker record timestamp in seconds, value) of every record of a topic, until idle for `idle` s."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from streams.kafka import kafka_python_config
+    from streams.transport.kafka import kafka_python_config
 
     consumer = KafkaConsumer(
         **kafka_python_config(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"

@@ -38,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _source(args: argparse.Namespace, settings: Any) -> tuple[History, Sequence[Agreement]]:
-    from streams.register_file import load_agreements_file
-    from streams.replay import read_agreements_topic
+    from streams.offline.register_file import load_agreements_file
+    from streams.offline.replay import read_agreements_topic
     from streams.report.reading import FileHistory, TopicHistory
 
     agreements = load_agreements_file(args.agreements) if args.agreements else None

@@ -36,7 +36,7 @@ def _line(raw: bytes) -> bytes | None:
 
 
 def _copy(settings: Settings, topic: str, out: IO[bytes], counts: ExportCounts) -> int:
-    from streams.replay import TopicSource
+    from streams.offline.replay import TopicSource
 
     written = 0
     with TopicSource(settings, topic, timeout=600.0) as source:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from rules.catalogue import Catalogue
 from schemas import Decision
-from streams.replay import decode_access_message
+from streams.offline.replay import decode_access_message
 from streams.report.aggregate import Profile, profile_of
 from streams.report.periods import UK, Period
 from streams.settings import Settings
@@ -77,7 +77,7 @@ class TopicHistory:
         self.description = f"topics {t.access} and {t.decisions} on {settings.kafka_bootstrap}"
 
     def _topic(self, topic: str) -> Iterator[bytes]:
-        from streams.replay import TopicSource
+        from streams.offline.replay import TopicSource
 
         with TopicSource(self.settings, topic, timeout=3600.0) as source:
             while not source.exhausted:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import main
+from streams.cli.main import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -19,8 +19,8 @@ PROBE = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import streams, streams.bench.suite, streams.bench.bare_faust, streams.bench.scaleout, streams.bench.offline
-from streams.cli import build_parser
-from streams.simulate import SAMPLE_REGISTER, load_agreements
+from streams.cli.main import build_parser
+from streams.offline.simulate import SAMPLE_REGISTER, load_agreements
 args = build_parser().parse_args(["bench", "--scale-out", "1,2,4"])
 print(json.dumps({
     "streams": streams.__file__,

@@ -10,8 +10,8 @@ import pytest
 from schemas import AccessEventBatch
 from streams.bench.common import sim_events
 from streams.bench.scaleout import _steady, clone_register, cloned_traffic
-from streams.cli import build_parser, main
-from streams.simulate import load_agreements
+from streams.cli.main import build_parser, main
+from streams.offline.simulate import load_agreements
 
 
 def test_the_register_is_cloned_with_distinct_agreement_and_recipient_ids() -> None:

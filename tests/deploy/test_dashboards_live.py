@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.broker import EmbeddedBroker
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.register_file import load_agreements_file, sample_register_path
-from streams.runner import WorkerProcess
-from streams.simulate import Simulator
+from streams.cli.runner import WorkerProcess
+from streams.offline.register_file import load_agreements_file, sample_register_path
+from streams.offline.simulate import Simulator
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 from tests import services
 from tests.conftest import isolated_settings, read_topic
 from tests.deploy._promql import (

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.broker import EmbeddedBroker
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.runner import WorkerProcess, settings_env
+from streams.cli.runner import WorkerProcess, settings_env
 from streams.settings import Settings
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 from tests.conftest import isolated_settings, read_topic
 from tests.factories import make_agreement, make_event
 from tests.httpreceiver import Receiver, http_receiver
@@ -106,7 +106,7 @@ def stack(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> I
                     env = {**os.environ, **settings_env(settings), "GATEWATCH_ALERTMANAGER_URL": am_url}
                     with (tmp / "sink.log").open("wb") as sink_log:
                         sink = subprocess.Popen(
-                            [sys.executable, "-m", "streams.cli", "sink", "alertmanager"],
+                            [sys.executable, "-m", "streams.cli.main", "sink", "alertmanager"],
                             env=env,
                             stdout=sink_log,
                             stderr=subprocess.STDOUT,

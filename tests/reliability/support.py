@@ -16,8 +16,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from rules import load_engine
-from streams.kafka import kafka_python_config
 from streams.settings import Settings
+from streams.transport.kafka import kafka_python_config
 
 __all__ = [
     "SIM_START",
@@ -40,7 +40,7 @@ SIM_START = dt.datetime(2024, 6, 3, 8, 0, tzinfo=ZoneInfo("Europe/London"))
 
 
 def sample_agreements() -> list[Any]:
-    from streams.simulate import load_agreements
+    from streams.offline.simulate import load_agreements
 
     return load_agreements()
 
@@ -86,7 +86,7 @@ class Tail:
 
 def read_all(settings: Settings, topic: str, timeout: float = 120.0) -> list[Any]:
     """Every record of a topic as it is now, in (partition, offset) order (true end offsets, Tansu too)."""
-    from streams.endoffsets import probe_end_offsets
+    from streams.transport.endoffsets import probe_end_offsets
 
     consumer = KafkaConsumer(
         **kafka_python_config(settings),
@@ -111,7 +111,7 @@ def read_all(settings: Settings, topic: str, timeout: float = 120.0) -> list[Any
 
 def wait_committed(settings: Settings, topic: str, timeout: float = 120.0) -> bool:
     """Wait until the worker group's committed offsets reach the topic's end: every message processed."""
-    from streams.endoffsets import probe_end_offsets
+    from streams.transport.endoffsets import probe_end_offsets
 
     consumer = KafkaConsumer(**kafka_python_config(settings), group_id=settings.app_id, enable_auto_commit=False)
     try:

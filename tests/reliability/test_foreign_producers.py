@@ -23,12 +23,12 @@ import pytest
 import yaml
 
 from schemas import AccessEvent
-from streams.broker import EmbeddedBroker
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.runner import WorkerProcess
+from streams.cli.runner import WorkerProcess
+from streams.offline.simulate import Simulator
 from streams.settings import Settings
-from streams.simulate import Simulator
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 from tests.conftest import isolated_settings
 from tests.reliability.support import SIM_START, Accounts, Tail, report, sample_agreements
 from tests.services import tool
@@ -156,7 +156,7 @@ def committed(settings: Settings) -> dict[int, int | None]:
     """The worker group's committed offset of each access partition (read without joining the group)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from streams.kafka import kafka_python_config
+    from streams.transport.kafka import kafka_python_config
 
     consumer = KafkaConsumer(**kafka_python_config(settings), group_id=settings.app_id, enable_auto_commit=False)
     try:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.runner import WorkerProcess
-from streams.simulate import Simulator
+from streams.cli.runner import WorkerProcess
+from streams.offline.simulate import Simulator
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 from tests.conftest import isolated_settings
 from tests.reliability.support import SIM_START, Accounts, Tail, report, sample_agreements
 

@@ -15,8 +15,8 @@ from structlog.testing import capture_logs
 from rules import WindowState, load_engine
 from schemas import MessageRef
 from streams.metrics import Metrics
-from streams.processing import Processor
-from streams.simulate import Simulator, load_agreements
+from streams.offline.simulate import Simulator, load_agreements
+from streams.worker.processing import Processor
 from tests.reliability.support import SIM_START, report
 
 pytestmark = pytest.mark.slow

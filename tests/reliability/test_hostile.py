@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.runner import WorkerProcess
+from streams.cli.runner import WorkerProcess
 from streams.settings import Settings
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 from tests.conftest import isolated_settings
 from tests.factories import event_dict, make_agreement
 from tests.reliability.support import Accounts, Tail, metric_samples

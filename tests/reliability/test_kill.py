@@ -14,14 +14,14 @@ import pytest
 
 from rules import WindowState
 from schemas import AccessEvent, MessageRef
-from streams.audit import verify_topic
-from streams.broker import EmbeddedBroker
-from streams.kafka import ensure_topics
-from streams.processing import Processor
-from streams.publisher import Publisher
-from streams.runner import WorkerProcess
+from streams.cli.runner import WorkerProcess
+from streams.offline.audit import verify_topic
+from streams.offline.simulate import Simulator
 from streams.settings import Settings
-from streams.simulate import Simulator
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
+from streams.worker.processing import Processor
 from tests.conftest import isolated_settings
 from tests.reliability.support import (
     SIM_START,
@@ -61,7 +61,7 @@ def uninterrupted_windows(settings: Settings, agreements: list) -> dict[str, obj
     partition in offset order, through the worker's own Processor (positions recorded as the worker does)."""
     import datetime as dt
 
-    from streams.processing import AgreementCache
+    from streams.worker.processing import AgreementCache
 
     register = {a.agreement_id: a.model_dump_json() for a in agreements}
     processor = Processor(engine(), AgreementCache(register), track_positions=True)

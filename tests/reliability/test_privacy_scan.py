@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from streams.broker import EmbeddedBroker
-from streams.endoffsets import probe_end_offsets
-from streams.kafka import ensure_topics, kafka_python_config
-from streams.publisher import Publisher
-from streams.runner import WorkerProcess
-from streams.simulate import Simulator
+from streams.cli.runner import WorkerProcess
+from streams.offline.simulate import Simulator
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.endoffsets import probe_end_offsets
+from streams.transport.kafka import ensure_topics, kafka_python_config
+from streams.transport.publisher import Publisher
 from tests.conftest import isolated_settings
 from tests.factories import event_dict
 from tests.reliability.support import SIM_START, Accounts, Tail, sample_agreements

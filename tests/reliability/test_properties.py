@@ -16,8 +16,8 @@ from structlog.testing import capture_logs
 from rules import WindowState, load_engine
 from schemas import AccessEvent, Alert, DeadLetter, Decision, MessageRef
 from streams.metrics import Metrics
-from streams.processing import Outcome, Processor
-from streams.simulate import load_agreements
+from streams.offline.simulate import load_agreements
+from streams.worker.processing import Outcome, Processor
 from tests.factories import make_agreement
 from tests.strategies import PUPIL_PREFIX, access_events, garbage, hostile_inputs, mutated_events
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import murmur2
 
-from streams.audit import verify_topic
-from streams.broker import EmbeddedBroker, free_port
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.runner import WorkerProcess
-from streams.simulate import Simulator
+from streams.cli.runner import WorkerProcess
+from streams.offline.audit import verify_topic
+from streams.offline.simulate import Simulator
+from streams.transport.broker import EmbeddedBroker, free_port
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 from tests.conftest import isolated_settings
 from tests.factories import make_agreement, make_event
 from tests.reliability.support import SIM_START, Accounts, Tail, report, sample_agreements

@@ -24,7 +24,7 @@ from rules.language import compile_condition_node
 from rules.loader import LoadedPack, Rule
 from schemas import AccessEvent, Agreement
 from schemas.vocab import AccessRoute, AgreementStatus, OrgType
-from streams.simulate import load_agreements
+from streams.offline.simulate import load_agreements
 from tests.factories import BASE_AGREEMENT, make_agreement, make_event
 from tests.strategies import access_events
 

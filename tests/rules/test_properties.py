@@ -18,7 +18,7 @@ from rules.loader import LoadedPack, Rule
 from schemas import AccessEvent, Agreement
 from schemas.decision import Decision
 from schemas.vocab import Action, Channel, OrgType
-from streams.simulate import Simulator, load_agreements
+from streams.offline.simulate import Simulator, load_agreements
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 AGREEMENTS = load_agreements()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rules import load_engine
 from schemas import Decision, Verdict
 from schemas.ledger import GENESIS, LedgerState, canonical_hash, canonical_json, link, link_json, verify_partition
-from streams.audit import verify_export
+from streams.offline.audit import verify_export
 from tests.factories import make_agreement, make_event
 
 

@@ -21,8 +21,8 @@ from pydantic import ValidationError
 from schemas import AccessEvent, Agreement, MessageRef, issues_from_validation_error
 from schemas._common import Contract
 from streams.exceptions import ConfigError
-from streams.processing import Processor
-from streams.register_file import load_agreements_file
+from streams.offline.register_file import load_agreements_file
+from streams.worker.processing import Processor
 from tests.factories import BASE_AGREEMENT, event_dict
 
 SENTINEL = "UPN-K801200001015"  # shaped like a unique pupil number

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from rules import DEFAULT_PACK_DIR
-from streams.cli import main
-from streams.register_file import load_agreements_file, sample_register_path
+from streams.cli.main import main
+from streams.offline.register_file import load_agreements_file, sample_register_path
 from tests.factories import BASE_AGREEMENT
 
 REFUSED_IN_SAMPLE = {

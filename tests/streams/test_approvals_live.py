@@ -15,13 +15,13 @@ import pytest
 from schemas.agreement import Agreement
 from schemas.agreement_decision import AgreementDecision
 from schemas.ledger import verify_partition
-from streams.audit import verify_topic
-from streams.broker import EmbeddedBroker
-from streams.cli import main
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.runner import WorkerProcess, settings_env
+from streams.cli.main import main
+from streams.cli.runner import WorkerProcess, settings_env
+from streams.offline.audit import verify_topic
 from streams.settings import Settings
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 from tests.conftest import isolated_settings, read_topic
 from tests.factories import make_agreement
 

@@ -12,10 +12,10 @@ from kafka import KafkaProducer
 from rules import load_engine
 from schemas import MessageRef
 from schemas.ledger import LedgerState, link_json
-from streams.broker import EmbeddedBroker
-from streams.cli import main
-from streams.kafka import ensure_topics, kafka_python_config
+from streams.cli.main import main
 from streams.settings import Settings
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics, kafka_python_config
 from tests.conftest import isolated_settings
 from tests.factories import make_event
 

@@ -6,7 +6,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streams.broker import EmbeddedBroker
+from streams.transport.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
@@ -15,7 +15,7 @@ def _end_offsets(broker: EmbeddedBroker, topic: str, **producer_options: object)
     """(reported end offset, kafka-python probe, aiokafka probe) after five records to a new topic."""
     import asyncio
 
-    from streams.endoffsets import probe_end_offsets, probe_end_offsets_async
+    from streams.transport.endoffsets import probe_end_offsets, probe_end_offsets_async
 
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     admin.create_topics([NewTopic(topic, 1, 1)])
@@ -40,7 +40,7 @@ def _end_offsets(broker: EmbeddedBroker, topic: str, **producer_options: object)
 def test_tansu_end_offsets_count_batches_and_the_probe_finds_the_true_end(broker: EmbeddedBroker) -> None:
     # Five records in one batch: a Kafka broker reports end offset 5, Tansu 1 (the batch's base + 1).
     # Faust recovers tables up to that offset and `audit verify` reads up to it, so both go through
-    # streams/endoffsets.py, which fetches the last batch. If Tansu is fixed the first assertion fails
+    # streams/transport/endoffsets.py, which fetches the last batch. If Tansu is fixed the first assertion fails
     # and the probe becomes a no-op (it is correct on Kafka either way).
     reported, probed, probed_async = _end_offsets(broker, "quirk-batched", linger_ms=50)
     assert reported < 5
@@ -51,7 +51,7 @@ def test_tansu_end_offsets_count_batches_and_the_probe_finds_the_true_end(broker
 def test_the_probe_leaves_empty_partitions_at_zero(broker: EmbeddedBroker) -> None:
     import asyncio
 
-    from streams.endoffsets import probe_end_offsets_async
+    from streams.transport.endoffsets import probe_end_offsets_async
 
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     admin.create_topics([NewTopic("quirk-empty", 1, 1)])
@@ -117,7 +117,7 @@ def test_the_probe_finds_the_end_of_a_last_batch_larger_than_one_poll(broker: Em
 
     from aiokafka import AIOKafkaProducer
 
-    from streams.endoffsets import probe_end_offsets
+    from streams.transport.endoffsets import probe_end_offsets
 
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     admin.create_topics([NewTopic("quirk-big-batch", 1, 1)])

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.cli import main
+from streams.cli.main import main
 from streams.exceptions import ConfigError
-from streams.register_file import load_agreements_file, sample_register_path
+from streams.offline.register_file import load_agreements_file, sample_register_path
 from tests.factories import BASE_AGREEMENT, event_dict
 
 
@@ -107,25 +107,25 @@ def test_rules_validate_lists_problems_as_file_line_message(tmp_path: Path, caps
 
 
 def test_rules_readme_generated_sections_are_current() -> None:
-    from streams.readme import RULES_README, RULES_SECTIONS, render_readme
+    from streams.cli.readme import RULES_README, RULES_SECTIONS, render_readme
 
     text = RULES_README.read_text(encoding="utf-8")
-    assert render_readme(text, RULES_SECTIONS) == text, "run `python -m streams.readme` to regenerate"
+    assert render_readme(text, RULES_SECTIONS) == text, "run `python -m streams.cli.readme` to regenerate"
 
 
 def test_rules_readme_lists_every_rule_of_the_pack_windowed_and_sweep_included() -> None:
     from rules import load_engine
-    from streams.readme import pack_rules_table
+    from streams.cli.readme import pack_rules_table
 
     table = pack_rules_table()
     assert [r.id for r in load_engine().rules] == [r.id for r in load_engine().rules if f"| {r.id} |" in table]
 
 
 def test_readme_generated_sections_are_current() -> None:
-    from streams.readme import README, render_readme
+    from streams.cli.readme import README, render_readme
 
     text = README.read_text(encoding="utf-8")
-    assert render_readme(text) == text, "run `python -m streams.readme` to regenerate the README sections"
+    assert render_readme(text) == text, "run `python -m streams.cli.readme` to regenerate the README sections"
 
 
 DIFF_PACKS = Path(__file__).parents[1] / "files" / "diff"

@@ -128,8 +128,8 @@ def test_a_failing_probe_leaves_the_reported_highwaters(unpatched_libraries: Non
 
 
 def test_the_worker_app_installs_every_patch(unpatched_libraries: None, tmp_path: Path) -> None:
-    from streams.app import build_worker_app
     from streams.settings import Settings
+    from streams.worker.app import build_worker_app
 
     build_worker_app(Settings(kafka_bootstrap="127.0.0.1:9", data_dir=tmp_path))
     assert [p.name for p in PATCHES if not p.is_installed()] == []
@@ -138,7 +138,7 @@ def test_the_worker_app_installs_every_patch(unpatched_libraries: None, tmp_path
 def test_the_worker_command_refuses_to_start_on_an_unpinned_version(
     unpatched_libraries: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from streams.cli import main
+    from streams.cli.main import main
 
     monkeypatch.setattr(_compat, "installed_versions", lambda: {**_compat.EXPECTED_VERSIONS, "aiokafka": "0.13.0"})
     monkeypatch.setenv("GATEWATCH_DATA_DIR", str(tmp_path))

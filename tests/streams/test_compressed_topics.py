@@ -15,13 +15,13 @@ import pytest
 
 from rules import load_engine
 from schemas import Alert
-from streams.audit import read_decisions_topic
-from streams.broker import EmbeddedBroker
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.replay import TopicSource
+from streams.offline.audit import read_decisions_topic
+from streams.offline.replay import TopicSource
 from streams.settings import Settings
-from streams.sinks import AlertmanagerSink, SinkRunner
+from streams.sinks.delivery import AlertmanagerSink, SinkRunner
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 from tests.conftest import isolated_settings
 from tests.factories import make_agreement, make_event
 from tests.httpreceiver import http_receiver

@@ -15,7 +15,7 @@ import pytest
 
 from rules import load_engine
 from schemas import DeadLetter, DeadLetterReason, MessageRef
-from streams.processing import DEAD_LETTER_MAX_BYTES, Processor, make_dead_letter
+from streams.worker.processing import DEAD_LETTER_MAX_BYTES, Processor, make_dead_letter
 
 REF = MessageRef(topic="npd.access.v1", partition=1, offset=7)
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)

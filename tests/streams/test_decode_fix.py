@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from streams import _compat
 from streams._compat.aiokafka_decode import reason_of
 from streams.metrics import Metrics
-from streams.stalls import StoppedPartitions
+from streams.worker.stalls import StoppedPartitions
 
 TOPIC = "npd.access.v1"
 

@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from schemas.ledger import GENESIS, LedgerState
-from streams.broker import EmbeddedBroker
-from streams.exactly_once import PartitionGate, Written, WrittenPositions, read_written
-from streams.outbox import Outbox
+from streams.transport.broker import EmbeddedBroker
+from streams.worker.exactly_once import PartitionGate, Written, WrittenPositions, read_written
+from streams.worker.outbox import Outbox
 
 
 class _Builder(list[bytes | None]):

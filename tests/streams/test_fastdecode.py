@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas import AccessEvent, AccessEventBatch, Actor, Recipient
-from streams import fastdecode
-from streams.fastdecode import decode_batch, decode_event, validate_event_json
+from streams.worker import fastdecode
+from streams.worker.fastdecode import decode_batch, decode_event, validate_event_json
 from tests.strategies import access_events, hostile_inputs, mutated_events
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -141,7 +141,7 @@ def test_the_structs_declare_the_models_fields_in_their_order() -> None:
 
 
 def test_the_models_have_only_the_validators_the_fast_path_repeats() -> None:
-    # A validator added to the contract must be repeated in streams/fastdecode.py (_check), then listed here.
+    # A validator added to the contract must be repeated in streams/worker/fastdecode.py (_check), then listed here.
     def validators(model: type) -> set[str]:
         decorators = model.__pydantic_decorators__  # type: ignore[attr-defined]
         return {*decorators.field_validators, *decorators.model_validators}

@@ -1,4 +1,4 @@
-"""The garbage collector settings of the worker and of replay (streams/gctuning.py)."""
+"""The garbage collector settings of the worker and of replay (streams/worker/gctuning.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.gctuning import THRESHOLDS, tuned_gc
+from streams.worker.gctuning import THRESHOLDS, tuned_gc
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import pytest
 
 from rules import load_engine
 from schemas import MessageRef
-from streams.cli import main
-from streams.processing import UTF8_BOM, Processor
+from streams.cli.main import main
+from streams.worker.processing import UTF8_BOM, Processor
 from tests.factories import event_dict, make_agreement
 
 REF = MessageRef(topic="npd.access.v1", partition=0, offset=3)

@@ -8,8 +8,8 @@ import faust
 import pytest
 
 from streams.exceptions import BrokerError
-from streams.kafka import faust_broker_options, kafka_python_config
 from streams.settings import Settings
+from streams.transport.kafka import faust_broker_options, kafka_python_config
 
 
 def test_plaintext_by_default() -> None:
@@ -81,7 +81,7 @@ def test_both_kafka_clients_have_every_codec_kafka_defines() -> None:
     import aiokafka.codec
     import kafka.codec
 
-    from streams.stalls import missing_codecs
+    from streams.worker.stalls import missing_codecs
 
     assert [] == missing_codecs()  # aiokafka: the worker, replay
     kafka_python = {"snappy": kafka.codec.has_snappy(), "lz4": kafka.codec.has_lz4(), "zstd": kafka.codec.has_zstd()}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from streams.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
-from streams.tansu import is_embedded_broker, local_mode_for
+from streams.transport.broker import EmbeddedBroker, free_port
+from streams.transport.tansu import is_embedded_broker, local_mode_for
 
 pytestmark = pytest.mark.integration
 

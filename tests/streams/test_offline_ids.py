@@ -14,13 +14,13 @@ import pytest
 
 from rules import WindowState
 from schemas import AccessEvent, Agreement, MessageRef
-from streams.broker import EmbeddedBroker
-from streams.check import check_outcomes
-from streams.cli import main
-from streams.offline import engine_for, lateness_of
-from streams.replay import replay_events
+from streams.cli.main import main
+from streams.offline.check import check_outcomes
+from streams.offline.replay import replay_events
+from streams.offline.simulate import Simulator, load_agreements
 from streams.settings import Settings
-from streams.simulate import Simulator, load_agreements
+from streams.transport.broker import EmbeddedBroker
+from streams.worker.engine_setup import engine_for, lateness_of
 from tests.reliability.support import SIM_START
 
 KEY = "production-pupil-key-for-tests"
@@ -37,7 +37,7 @@ def _jsonl(events: list[AccessEvent]) -> bytes:
 
 def _live_alert_ids(settings: Settings, events: list[AccessEvent], agreements: list[Agreement]) -> set[str]:
     """The ids the worker raises: its own processor, then its pupil agent's engine over the look-ups."""
-    from streams.app import build_worker_app
+    from streams.worker.app import build_worker_app
 
     worker = build_worker_app(settings)
     register = {a.agreement_id: a for a in agreements}
@@ -113,7 +113,7 @@ def test_check_alerts_file_carries_the_live_ids_when_the_pupil_key_is_set(
 
 
 def _sample_register() -> Path:
-    from streams.register_file import sample_register_path
+    from streams.offline.register_file import sample_register_path
 
     return Path(sample_register_path())
 
@@ -122,9 +122,9 @@ def _sample_register() -> Path:
 def test_replay_and_check_reproduce_the_live_workers_alert_ids_under_the_production_key(
     broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from streams.kafka import ensure_topics
-    from streams.publisher import Publisher
-    from streams.runner import WorkerProcess
+    from streams.cli.runner import WorkerProcess
+    from streams.transport.kafka import ensure_topics
+    from streams.transport.publisher import Publisher
     from tests.conftest import isolated_settings, read_topic
 
     events, agreements = _events(), load_agreements()

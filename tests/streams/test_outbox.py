@@ -11,9 +11,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streams.broker import EmbeddedBroker
-from streams.outbox import Outbox
-from streams.tables import WriteBehind
+from streams.transport.broker import EmbeddedBroker
+from streams.worker.outbox import Outbox
+from streams.worker.tables import WriteBehind
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from rules import Engine, load_engine
 from schemas import Agreement, MessageRef
 from streams.metrics import Metrics
-from streams.processing import AgreementCache, Processor
+from streams.worker.processing import AgreementCache, Processor
 from tests.factories import event_dict, make_agreement
 
 REF = MessageRef(topic="npd.access.v1", partition=2, offset=41)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from streams.exceptions import PublishError
-from streams.publisher import Publisher
 from streams.settings import Settings
+from streams.transport.publisher import Publisher
 from tests.factories import event_dict, make_event
 
 

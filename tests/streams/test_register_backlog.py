@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from rules import load_engine
-from streams.broker import EmbeddedBroker
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.runner import WorkerProcess
-from streams.simulate import Simulator
+from streams.cli.runner import WorkerProcess
+from streams.offline.simulate import Simulator
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 from tests.conftest import isolated_settings, read_topic
 from tests.reliability.support import SIM_START, sample_agreements
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.runner import WorkerProcess
+from streams.cli.runner import WorkerProcess
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 from tests.conftest import isolated_settings, read_topic
 from tests.factories import make_agreement
 

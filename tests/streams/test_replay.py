@@ -13,10 +13,10 @@ import pytest
 
 from rules import DEFAULT_PACK_DIR, Engine, load_engine
 from schemas import AccessEvent
-from streams.broker import EmbeddedBroker
-from streams.check import check_lines
-from streams.cli import main
-from streams.replay import (
+from streams.cli.main import main
+from streams.cli.runner import settings_env
+from streams.offline.check import check_lines
+from streams.offline.replay import (
     FileSource,
     ReplayReport,
     TopicSource,
@@ -24,8 +24,8 @@ from streams.replay import (
     read_file,
     replay_events,
 )
-from streams.runner import settings_env
-from streams.simulate import SAMPLE_REGISTER, Simulator, load_agreements
+from streams.offline.simulate import SAMPLE_REGISTER, Simulator, load_agreements
+from streams.transport.broker import EmbeddedBroker
 from tests.conftest import isolated_settings, read_topic
 
 AGREEMENTS = load_agreements()
@@ -233,8 +233,8 @@ def test_topic_replay_matches_file_replay_and_publishes_only_when_asked(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from streams.kafka import ensure_topics
-    from streams.publisher import Publisher
+    from streams.transport.kafka import ensure_topics
+    from streams.transport.publisher import Publisher
 
     settings = isolated_settings(broker, tmp_path)
     ensure_topics(settings)

@@ -1,4 +1,4 @@
-"""The sample agreements register and the synthetic traffic simulator (streams/simulate.py)."""
+"""The sample agreements register and the synthetic traffic simulator (streams/offline/simulate.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from schemas import AccessEvent, Agreement, AgreementStatus, Category, Verdict
-from streams.simulate import COMPLIANT, SimulatedEvent, Simulator, load_agreements
+from streams.offline.simulate import COMPLIANT, SimulatedEvent, Simulator, load_agreements
 
 LONDON = ZoneInfo("Europe/London")
 REGISTER = Path(__file__).resolve().parents[2] / "rules" / "samples" / "agreements.yaml"

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from schemas import AccessEvent
-from streams.cli import main
-from streams.simulate import LONDON, Simulator, load_agreements
+from streams.cli.main import main
+from streams.offline.simulate import LONDON, Simulator, load_agreements
 
 END = dt.datetime(2027, 2, 17, 12, 30, tzinfo=dt.UTC)
 

@@ -10,10 +10,10 @@ import pytest
 
 from rules import load_engine
 from schemas import Alert
-from streams.broker import EmbeddedBroker
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.sinks import AlertmanagerSink, SinkRunner, WebhookSink, alertmanager_payload, sign
+from streams.sinks.delivery import AlertmanagerSink, SinkRunner, WebhookSink, alertmanager_payload, sign
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 from tests.conftest import isolated_settings
 from tests.factories import make_agreement, make_event
 from tests.httpreceiver import http_receiver

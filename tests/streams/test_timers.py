@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from streams.metrics import Metrics
-from streams.timers import TimerGuard, is_transient
+from streams.worker.timers import TimerGuard, is_transient
 
 
 def _guard() -> tuple[TimerGuard, CollectorRegistry]:

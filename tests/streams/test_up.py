@@ -25,7 +25,7 @@ def test_up_runs_end_to_end_and_every_implemented_category_appears_in_the_summar
         [
             sys.executable,
             "-m",
-            "streams.cli",
+            "streams.cli.main",
             "up",
             "--simulate",
             "120",
@@ -57,7 +57,17 @@ def test_up_runs_end_to_end_and_every_implemented_category_appears_in_the_summar
     assert 120 == len(decisions)
     month = decisions[0]["occurred_at"][:7]
     report = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "report", "month", month, "--data-dir", str(tmp_path / "run"), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "streams.cli.main",
+            "report",
+            "month",
+            month,
+            "--data-dir",
+            str(tmp_path / "run"),
+            "--quiet",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from schemas import AccessEvent
-from streams.broker import EmbeddedBroker
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.runner import WorkerProcess
+from streams.cli.runner import WorkerProcess
 from streams.settings import Settings
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
 from tests.conftest import isolated_settings, read_topic
 from tests.factories import make_agreement, make_event
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from rules import load_engine
-from streams.broker import EmbeddedBroker
-from streams.gctuning import THRESHOLDS
-from streams.kafka import ensure_topics
-from streams.publisher import Publisher
-from streams.runner import WorkerProcess
+from streams.cli.runner import WorkerProcess
 from streams.settings import Settings
+from streams.transport.broker import EmbeddedBroker
+from streams.transport.kafka import ensure_topics
+from streams.transport.publisher import Publisher
+from streams.worker.gctuning import THRESHOLDS
 from tests.conftest import isolated_settings, read_topic
 from tests.factories import make_agreement, make_event
 
@@ -114,7 +114,7 @@ def test_metrics_endpoint_shows_the_counts(running: tuple[Settings, WorkerProces
 
 
 def test_decisions_on_the_topic_form_an_intact_hash_chain(running: tuple[Settings, WorkerProcess]) -> None:
-    from streams.audit import verify_topic
+    from streams.offline.audit import verify_topic
 
     settings, _ = running
     read_topic(settings, settings.topics.decisions, expected=len(EVENTS))

@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 from rules import Engine, WindowState, load_engine
 from schemas import AccessEvent, Agreement, Decision, MessageRef
 from streams.metrics import Metrics
-from streams.processing import Processor
+from streams.offline.simulate import Simulator, load_agreements
 from streams.report.export import ACCESS_FILE, AGREEMENTS_FILE, DECISIONS_FILE
-from streams.simulate import Simulator, load_agreements
+from streams.worker.processing import Processor
 
 #: The simulated traffic starts on a Monday in November and stays inside the month (checked below).
 START = dt.datetime(2026, 11, 2, 8, 0, tzinfo=ZoneInfo("Europe/London"))

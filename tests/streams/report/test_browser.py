@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import main
+from streams.cli.main import main
 from streams.report.month_html import CHARTS
 from tests.streams.report.conftest import Simulated
 

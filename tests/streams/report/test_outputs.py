@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import main
+from streams.cli.main import main
 from streams.report import periods
 from streams.report.month_html import CHARTS
 from streams.report.register_out import COLUMNS

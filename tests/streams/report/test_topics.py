@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker
-from streams.cli import main
+from streams.cli.main import main
+from streams.cli.runner import settings_env
 from streams.report import periods
 from streams.report.build import build_month, build_register
 from streams.report.export import ACCESS_FILE, DECISIONS_FILE, export_history
 from streams.report.reading import FileHistory, Progress, TopicHistory
-from streams.runner import settings_env
+from streams.transport.broker import EmbeddedBroker
 from tests.conftest import isolated_settings
 from tests.streams.report.conftest import CLOCK, Simulated
 
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.integration
 def test_topics_and_their_export_give_the_figures_of_the_file_history(
     broker: EmbeddedBroker, simulated: Simulated, tmp_path: Path
 ) -> None:
-    from streams.kafka import ensure_topics
-    from streams.publisher import Publisher
+    from streams.transport.kafka import ensure_topics
+    from streams.transport.publisher import Publisher
 
     settings = isolated_settings(broker, tmp_path)
     ensure_topics(settings)

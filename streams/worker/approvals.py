@@ -7,7 +7,7 @@ again, so it pages nobody; the alert ids come from the agreement's content and t
 governance sweep refreshes the same alerts rather than raising new ones.
 
 The chain's tail and the content hash judged per agreement live in one one-partition table whose
-changelog records are written when the offsets are committed (streams/tables.py), like the decisions'
+changelog records are written when the offsets are committed (streams/worker/tables.py), like the decisions'
 ledger: after a crash, a register record past the committed offset is judged again (at least once, the
 same alert ids), never skipped because the register itself already held it.
 
@@ -30,7 +30,7 @@ from schemas import Agreement, MessageRef, agreement_sha256
 from schemas.ledger import LedgerState, link_json
 from schemas.vocab import Category
 from streams.metrics import Metrics
-from streams.tables import WriteBehind
+from streams.worker.tables import WriteBehind
 
 __all__ = ["ApprovalJudge", "FindingsGauge"]
 

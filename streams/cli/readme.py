@@ -1,6 +1,6 @@
 """Generated README sections (settings, metrics, rules), so the documentation cannot drift from the code.
 
-`python -m streams.readme` rewrites the blocks between `<!-- BEGIN generated:NAME -->` and
+`python -m streams.cli.readme` rewrites the blocks between `<!-- BEGIN generated:NAME -->` and
 `<!-- END generated:NAME -->` in README.md and rules/README.md; a test fails when a committed file differs.
 """
 
@@ -19,8 +19,8 @@ from streams.settings import Settings, TopicNames
 
 __all__ = ["RULES_README", "RULES_SECTIONS", "SECTIONS", "render_readme"]
 
-README = Path(__file__).parents[1] / "README.md"
-RULES_README = Path(__file__).parents[1] / "rules" / "README.md"
+README = Path(__file__).parents[2] / "README.md"
+RULES_README = Path(__file__).parents[2] / "rules" / "README.md"
 
 
 def _cell(text: object) -> str:
@@ -70,7 +70,7 @@ def rules_table() -> str:
     pack = engine.pack
     rows = [
         f"Pack `{pack.name}` version {pack.version}, sha256 `{pack.sha256[:12]}`, {len(engine.rules)} rules "
-        "(generated from `rules/packs/npd/` by `python -m streams.readme`).",
+        "(generated from `rules/packs/npd/` by `python -m streams.cli.readme`).",
         "",
         "| id | category | severity | legal basis |",
         "|---|---|---|---|",
@@ -101,7 +101,7 @@ def pack_rules_table() -> str:
     pack = engine.pack
     rows = [
         f"Pack `{pack.name}` version {pack.version}, {len(engine.rules)} rules (generated from `rules/packs/npd/` "
-        "by `python -m streams.readme`).",
+        "by `python -m streams.cli.readme`).",
         "",
         "| id | category | severity | judged | title |",
         "|---|---|---|---|---|",

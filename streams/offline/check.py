@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from rules import Engine
 from rules.windows import DEFAULT_LATENESS, WindowState
 from schemas import AccessEvent, Agreement, Alert, Decision, Issue, MessageRef
-from streams.processing import classify_invalid, without_bom
+from streams.worker.processing import classify_invalid, without_bom
 
 __all__ = ["check_lines", "check_outcomes"]
 
@@ -58,13 +58,13 @@ def check_outcomes(
 ) -> Iterator[tuple[Decision, list[Alert]]]:
     """Each input line's decision with the alerts it raised (per-pupil ones included), in order.
 
-    `lateness` and the engine's pupil key should be the worker's (streams/offline.py), or windowed alert
+    `lateness` and the engine's pupil key should be the worker's (streams/worker/engine_setup.py), or windowed alert
     ids and counts can differ from the live ones.
     """
     register = {a.agreement_id: a for a in agreements}
     state, pupil_state = WindowState({}, lateness=lateness), WindowState({}, lateness=lateness)
     for number, line in enumerate(lines, start=1):
-        raw = without_bom(line.rstrip(b"\r\n"))  # as the worker does (streams/processing.py)
+        raw = without_bom(line.rstrip(b"\r\n"))  # as the worker does (streams/worker/processing.py)
         ref = MessageRef(topic=f"file:{Path(source).name or '-'}"[:256], partition=0, offset=number - 1)
         now = dt.datetime.now(dt.UTC)
         try:

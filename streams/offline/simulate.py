@@ -57,14 +57,14 @@ EXPIRED = "DR160122.01"
 GOVERNANCE_GAP = "DR230517.03"
 #: The packaged sample register. `rules` and `streams` are sibling packages both in the source tree and
 #: when installed, so this holds even where `rules` resolves as a namespace package (no __file__).
-SAMPLE_REGISTER = Path(__file__).resolve().parent.parent / "rules" / "samples" / "agreements.yaml"
+SAMPLE_REGISTER = Path(__file__).resolve().parents[2] / "rules" / "samples" / "agreements.yaml"
 #: An agreement id that is in no register.
 UNKNOWN_AGREEMENT = "DR230999.09"
 
 
 def load_agreements(path: Path | None = None) -> list[Agreement]:
     """Read and validate an agreements register (YAML or JSON list); default: the packaged sample."""
-    from streams.register_file import load_agreements_file
+    from streams.offline.register_file import load_agreements_file
 
     return load_agreements_file(path if path is not None else SAMPLE_REGISTER)
 

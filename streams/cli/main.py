@@ -49,8 +49,8 @@ def _settings_problems(exc: Any) -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from streams.cli.runner import run_up
     from streams.logs import configure_logging
-    from streams.runner import run_up
 
     settings = _settings(args)
     configure_logging(settings.log_level)
@@ -71,10 +71,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import structlog
 
-    from streams.app import build_worker_app, faust_worker
-    from streams.gctuning import tune_gc
     from streams.logs import configure_logging
-    from streams.tansu import local_mode_for
+    from streams.transport.tansu import local_mode_for
+    from streams.worker.app import build_worker_app, faust_worker
+    from streams.worker.gctuning import tune_gc
 
     settings = _settings(args)
     if not settings.kafka_bootstrap:
@@ -84,15 +84,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     settings = local_mode_for(settings)  # the embedded broker needs local mode: detected, and said so
     worker_app = build_worker_app(settings)
-    structlog.get_logger("gatewatch.worker").info("gc_tuned", **tune_gc())  # streams/gctuning.py
+    structlog.get_logger("gatewatch.worker").info("gc_tuned", **tune_gc())  # streams/worker/gctuning.py
     faust_worker(worker_app.app, settings.log_level).execute_from_commandline()
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from streams.check import check_outcomes
-    from streams.offline import engine_for, lateness_of
-    from streams.register_file import load_agreements_file
+    from streams.offline.check import check_outcomes
+    from streams.offline.register_file import load_agreements_file
+    from streams.worker.engine_setup import engine_for, lateness_of
 
     settings = _settings(args)  # the worker's pupil key, lateness and pack: the same alert ids as live
     engine = engine_for(settings)
@@ -115,8 +115,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import structlog
 
     from streams.logs import configure_logging
-    from streams.offline import engine_for, lateness_of
-    from streams.replay import (
+    from streams.offline.replay import (
         DecisionPublisher,
         FileSource,
         TopicSource,
@@ -125,10 +124,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         parse_time,
         replay_events,
     )
+    from streams.worker.engine_setup import engine_for, lateness_of
 
     since, until = parse_time(args.since), parse_time(args.until)
     from_offsets, to_offsets = parse_offsets(args.from_offset), parse_offsets(args.to_offset)
-    # The worker's pupil key, lateness and pack: a replay gives the live alert ids (streams/offline.py).
+    # The worker's pupil key, lateness and pack: a replay gives the live alert ids (streams/worker/engine_setup.py).
     offline = _settings(args)
     engine = engine_for(offline)
     compare = engine_for(offline, args.compare) if args.compare else None
@@ -243,9 +243,9 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_agreements_load(args: argparse.Namespace) -> int:
-    from streams.kafka import ensure_topics
-    from streams.publisher import Publisher
-    from streams.register_file import load_agreements_file
+    from streams.offline.register_file import load_agreements_file
+    from streams.transport.kafka import ensure_topics
+    from streams.transport.publisher import Publisher
 
     settings = _settings(args)
     agreements = load_agreements_file(args.file)
@@ -255,7 +255,7 @@ def cmd_agreements_load(args: argparse.Namespace) -> int:
     print(f"published {count} agreements to {settings.topics.agreements}")
     # The register is the register: it is published whatever the findings, which follow for people.
     from rules import load_engine
-    from streams.agreements_check import judge_entries, summary_lines, uk_today
+    from streams.offline.agreements_check import judge_entries, summary_lines, uk_today
 
     day = uk_today()
     entries = [a.model_dump(mode="json") for a in agreements]
@@ -265,7 +265,7 @@ def cmd_agreements_load(args: argparse.Namespace) -> int:
 
 def cmd_agreements_check(args: argparse.Namespace) -> int:
     from rules import load_engine
-    from streams.agreements_check import judge_entries, read_entries, uk_today
+    from streams.offline.agreements_check import judge_entries, read_entries, uk_today
 
     entries = read_entries(args.file)
     engine = load_engine(args.rules)
@@ -292,9 +292,9 @@ def _uk_date(text: str) -> Any:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from streams.register_file import load_agreements_file, sample_register_path
-    from streams.replay import parse_time
-    from streams.simulate import LONDON, Simulator
+    from streams.offline.register_file import load_agreements_file, sample_register_path
+    from streams.offline.replay import parse_time
+    from streams.offline.simulate import LONDON, Simulator
 
     agreements = load_agreements_file(args.agreements or sample_register_path())
     start, end = parse_time(args.start), parse_time(args.end)
@@ -303,8 +303,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     simulator = Simulator(agreements, seed=args.seed, start=start.astimezone(LONDON) if start else None, end=end)
     events = (s.event for s in simulator.events(args.count))
     if args.publish:
-        from streams.kafka import ensure_topics
-        from streams.publisher import Publisher
+        from streams.transport.kafka import ensure_topics
+        from streams.transport.publisher import Publisher
 
         settings = _settings(args)
         ensure_topics(settings)
@@ -323,7 +323,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from streams.logs import configure_logging
-    from streams.sinks import AlertmanagerSink, SinkMetrics, SinkRunner, WebhookSink
+    from streams.sinks.delivery import AlertmanagerSink, SinkMetrics, SinkRunner, WebhookSink
 
     settings = _settings(args)
     configure_logging(settings.log_level)
@@ -355,7 +355,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from schemas import AgreementDecision, Decision
-    from streams.audit import render, verify_path, verify_topic
+    from streams.offline.audit import render, verify_path, verify_topic
 
     model = AgreementDecision if args.agreement_decisions else Decision
     if args.file:
@@ -367,7 +367,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    from streams.audit import export_topic
+    from streams.offline.audit import export_topic
 
     settings = _settings(args)
     if args.out is None:
@@ -388,7 +388,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
-    from streams.kafka import ensure_topics
+    from streams.transport.kafka import ensure_topics
 
     created = ensure_topics(_settings(args))
     print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))

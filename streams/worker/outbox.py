@@ -5,7 +5,7 @@ not change); what changes is how they reach the producer. `AIOKafkaProducer.send
 microseconds per record (a future, a partitioner call, an accumulator append, a log call), several
 per event. The outbox appends records to a `BatchBuilder` per topic partition (a few microseconds
 each) and submits the builders with `send_batch` when one fills, when the oldest record has waited
-`linger` seconds, and before every offset commit (streams/tables.py installs that hook), so a commit
+`linger` seconds, and before every offset commit (streams/worker/tables.py installs that hook), so a commit
 never runs ahead of the outputs of the events it covers.
 
 Order: records of one topic partition are appended and submitted in order, under a lock, so each
@@ -18,7 +18,7 @@ reader gets costs it a Faust message, about as much as the work on the item itse
 before an offset commit (`send(everything=True)`).
 
 Records last (`last_topics`, the decisions): a decision on the topic is what marks its event done after
-a crash (streams/exactly_once.py), so it must never be there without the event's other outputs. The
+a crash (streams/worker/exactly_once.py), so it must never be there without the event's other outputs. The
 records of a `last` topic are submitted only once every other record queued with or before them has
 been acknowledged, and only when no grouped item is still waiting to be wrapped; until then they stay
 in their builders (in order).

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from schemas import MAX_BATCH_EVENTS, AccessEvent, Agreement, issues_from_validation_error
 from streams.exceptions import PublishError
-from streams.kafka import kafka_python_config
 from streams.settings import Settings
+from streams.transport.kafka import kafka_python_config
 
 __all__ = ["Publisher"]
 
@@ -31,7 +31,7 @@ class Publisher:
             "compression_type": None if settings.producer_compression == "none" else settings.producer_compression,
         }
         if settings.local_mode:
-            # Tansu's end offsets count batches, not records (streams/endoffsets.py); unbatched sends keep
+            # Tansu's end offsets count batches, not records (streams/transport/endoffsets.py); unbatched sends keep
             # the worker's lag gauge exact on the embedded broker.
             options["batch_size"] = 0
         options.update(producer_options)

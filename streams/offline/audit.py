@@ -15,9 +15,9 @@ from typing import IO
 
 from schemas import AgreementDecision, Decision
 from schemas.ledger import PartitionReport, verify_partition
-from streams.endoffsets import probe_end_offsets
-from streams.kafka import kafka_python_config
 from streams.settings import Settings
+from streams.transport.endoffsets import probe_end_offsets
+from streams.transport.kafka import kafka_python_config
 
 __all__ = ["export_topic", "read_decisions_topic", "verify_export", "verify_records", "verify_topic"]
 

@@ -29,8 +29,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
 from schemas import Alert
-from streams.kafka import kafka_python_config
 from streams.settings import Settings
+from streams.transport.kafka import kafka_python_config
 
 __all__ = [
     "AlertmanagerSink",

@@ -23,7 +23,7 @@ def is_embedded_broker(settings: Settings, timeout: float = 5.0) -> bool | None:
     """True when the bootstrap servers are a Tansu broker, False when not, None when they cannot be asked."""
     from kafka import KafkaAdminClient
 
-    from streams.kafka import kafka_python_config
+    from streams.transport.kafka import kafka_python_config
 
     try:
         admin = KafkaAdminClient(

@@ -11,7 +11,7 @@ Safety rests on one rule: every dirty key is flushed before offsets are committe
 it flushes its producer and commits, so a committed offset never runs ahead of the state its events
 produced; after a crash, events since the last commit are processed again, and the window entries skip
 those they have already applied (rules/windows.py). The worker sends the flushed records only after
-the outputs of the events they cover are acknowledged (streams/app.py). On revocation the worker
+the outputs of the events they cover are acknowledged (streams/worker/app.py). On revocation the worker
 flushes every dirty key itself before the partitions go; `discard` then forgets what is left.
 """
 

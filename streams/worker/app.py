@@ -7,7 +7,7 @@ app with two agents:
 - `evaluate`: consumes npd.access.v1 and writes exactly one decision (plus alerts) or one dead letter
   per event. Faust flushes what the agent sent before it commits the offsets, and after a crash or a
   rebalance the events since the last commit are processed again, but what they already wrote is not
-  written again (streams/exactly_once.py): the effect on the topics and the windows is exactly once.
+  written again (streams/worker/exactly_once.py): the effect on the topics and the windows is exactly once.
 """
 
 from __future__ import annotations
@@ -33,19 +33,19 @@ from rules import Engine, PupilLookupBatch, WindowState, load_engine
 from schemas import Agreement, Alert, DeadLetterReason, Issue, MessageRef, issues_from_validation_error
 from schemas.ledger import link_json
 from streams import _compat
-from streams.approvals import ApprovalJudge, FindingsGauge, agreements_in
-from streams.endoffsets import probe_end_offsets_async
-from streams.exactly_once import PartitionGate, WrittenPositions, read_written
-from streams.kafka import aiokafka_config, faust_broker_options
 from streams.metrics import Metrics
-from streams.offline import lateness_of, pupil_key_of
-from streams.outbox import Outbox
-from streams.processing import AgreementCache, Outcome, Processor, make_dead_letter
-from streams.reload import ServingPack
 from streams.settings import Settings
-from streams.stalls import StoppedPartitions, missing_codecs
-from streams.tables import WriteBehind
-from streams.timers import TimerGuard
+from streams.transport.endoffsets import probe_end_offsets_async
+from streams.transport.kafka import aiokafka_config, faust_broker_options
+from streams.worker.approvals import ApprovalJudge, FindingsGauge, agreements_in
+from streams.worker.engine_setup import lateness_of, pupil_key_of
+from streams.worker.exactly_once import PartitionGate, WrittenPositions, read_written
+from streams.worker.outbox import Outbox
+from streams.worker.processing import AgreementCache, Outcome, Processor, make_dead_letter
+from streams.worker.reload import ServingPack
+from streams.worker.stalls import StoppedPartitions, missing_codecs
+from streams.worker.tables import WriteBehind
+from streams.worker.timers import TimerGuard
 
 __all__ = ["WorkerApp", "build_worker_app", "faust_worker"]
 
@@ -57,7 +57,7 @@ COMMIT_PAUSE_INTERVAL = 1.0
 REGISTER_WAIT_SECONDS = 60.0
 #: How long the lag timer (every 5 s) waits for the partitions' end offsets before it gives up the tick.
 LAG_QUERY_TIMEOUT = 4.0
-#: The longest an output record waits in the outbox before it is sent (streams/outbox.py).
+#: The longest an output record waits in the outbox before it is sent (streams/worker/outbox.py).
 OUTBOX_LINGER_SECONDS = 0.005
 
 
@@ -113,7 +113,7 @@ def _faust_options(settings: Settings) -> dict[str, Any]:
         "broker_commit_interval": 1.0,
         "stream_wait_empty": True,
         "table_cleanup_interval": 30.0,
-        # Outputs and changelogs go out in few large batches (streams/outbox.py); Faust's default is 16 KiB.
+        # Outputs and changelogs go out in few large batches (streams/worker/outbox.py); Faust's default is 16 KiB.
         "producer_max_batch_size": settings.producer_batch_bytes,
     }
     if settings.local_mode:
@@ -150,13 +150,13 @@ def build_worker_app(
     engine: Engine | None = None,
     registry: CollectorRegistry | None = None,
 ) -> WorkerApp:
-    key = pupil_key_of(settings)  # the same key as `check` and `replay` (streams/offline.py)
+    key = pupil_key_of(settings)  # the same key as `check` and `replay` (streams/worker/engine_setup.py)
     if key is None:
         log.warning("pupil_hmac_key_unset", hint="set GATEWATCH_PUPIL_HMAC_KEY in production")
     engine = engine or load_engine(settings.rule_pack_dir, pupil_key=key)
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry, gateways=engine.catalogue.gateways, purposes=engine.catalogue.purposes)
-    guarded = TimerGuard(metrics.timer_failures)  # a failing timer: one line and a metric (streams/timers.py)
+    guarded = TimerGuard(metrics.timer_failures)  # a failing timer: one line and a metric (streams/worker/timers.py)
     pack = ServingPack(engine, metrics, pack_dir=settings.rule_pack_dir, pupil_key=key)
 
     _compat.install()  # every third-party patch, for the process's lifetime; refuses unpinned versions
@@ -203,13 +203,13 @@ def build_worker_app(
             send_failures.append(f"{type(exc).__name__}: {exc}")
 
     # Outputs, and the tables' changelog records, go out as one record batch per topic partition
-    # (streams/outbox.py, streams/tables.py); `before_commit` sends them all and refuses to commit
+    # (streams/worker/outbox.py, streams/worker/tables.py); `before_commit` sends them all and refuses to commit
     # after a send the broker did not acknowledge.
     outbox = Outbox(
         lambda: producer._ensure_producer(),  # type: ignore[attr-defined]  # noqa: SLF001 - Faust starts it
         linger=OUTBOX_LINGER_SECONDS,
         on_delivered=_delivered,
-        last_topics=frozenset({t.decisions}),  # a decision marks its event done (streams/exactly_once.py)
+        last_topics=frozenset({t.decisions}),  # a decision marks its event done (streams/worker/exactly_once.py)
     )
     emit = outbox.add
     # The tables' changelog records: sent only once the outputs of the events they cover are acknowledged.
@@ -235,7 +235,7 @@ def build_worker_app(
     pupil_states = PartitionStates(pupil_writes, lateness)
 
     outbox.grouped(pupil_topic_name, PupilLookupBatch.wrap)
-    # The agreement decisions' chain tail and the version judged per agreement (streams/approvals.py).
+    # The agreement decisions' chain tail and the version judged per agreement (streams/worker/approvals.py).
     agreement_ledger = WriteBehind(app.Table("agreement-ledger", partitions=1, default=None), outbox.put)
     judge = ApprovalJudge(
         lambda: pack.engine,
@@ -323,7 +323,7 @@ def build_worker_app(
         assert decision is not None
         assert decision.source is not None
         if written.written(partition, (decision.source.offset, decision.source.index or 0)):
-            return  # its decision is on the topic, so are its alerts and look-ups (streams/exactly_once.py)
+            return  # its decision is on the topic, so are its alerts and look-ups (streams/worker/exactly_once.py)
         for alert in outcome.alerts:  # a kill may have left some on the topic after the last decision
             if not written.alert_written(partition, alert.alert_id, alert.count):
                 await emit(t.alerts, alert.alert_id.encode(), alert.model_dump_json().encode())
@@ -452,7 +452,7 @@ def build_worker_app(
             return False
         return value.decode("utf-8") if agreement.agreement_id == key else False
 
-    # The agent's last await before an event changes state (streams/exactly_once.py).
+    # The agent's last await before an event changes state (streams/worker/exactly_once.py).
     gate = PartitionGate(written, lambda: (tp.partition for tp in app.consumer.assignment() if tp.topic == t.access))
     processed: dict[int, int] = {}  # access partition -> next offset this worker has to process
     done_gauges: dict[int, Any] = {}  # bound once per partition, not per message

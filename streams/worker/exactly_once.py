@@ -9,7 +9,7 @@ ledger continues from. `WrittenPositions` reads them when the worker takes a par
 a crash, after a rebalance: one code path), and the worker then skips the outputs of every position at
 or before them, and links the next decision to the last link actually in the topic (no fork).
 
-Why the tails are enough (the order the worker writes in, streams/outbox.py and streams/app.py):
+Why the tails are enough (the order the worker writes in, streams/worker/outbox.py and streams/worker/app.py):
 - an event's decision is sent only once its alerts, dead letters and pupil look-ups are acknowledged,
   so a decision on the topic means every output of its event is there;
 - the tables' changelogs are sent only after the outputs of the events they cover are acknowledged,
@@ -88,7 +88,7 @@ async def _scan_back(
 ) -> None:
     """Offer the partition's records to `wanted`, newest first, a chunk at a time, until it returns True.
 
-    `reported_end` may be the last batch's base offset + 1 (Tansu, streams/endoffsets.py): a chunk is
+    `reported_end` may be the last batch's base offset + 1 (Tansu, streams/transport/endoffsets.py): a chunk is
     read until a record at or past (its end - 1) has come, which brings the whole last batch with it.
     """
     stop = reported_end

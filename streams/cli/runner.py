@@ -21,12 +21,12 @@ import structlog
 from kafka import KafkaConsumer, TopicPartition
 
 from schemas import Agreement
-from streams.broker import EmbeddedBroker, free_port
 from streams.exceptions import BrokerError
-from streams.kafka import ensure_topics, kafka_python_config
-from streams.publisher import Publisher
-from streams.register_file import load_agreements_file, sample_register_path
+from streams.offline.register_file import load_agreements_file, sample_register_path
 from streams.settings import Settings
+from streams.transport.broker import EmbeddedBroker, free_port
+from streams.transport.kafka import ensure_topics, kafka_python_config
+from streams.transport.publisher import Publisher
 
 __all__ = ["RunSummary", "WorkerProcess", "collect_summary", "run_up"]
 
@@ -171,7 +171,7 @@ class WorkerProcess:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
+                [sys.executable, "-m", "streams.cli.main", "worker"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -247,7 +247,7 @@ def run_up(
     settle_timeout: float = 60.0,
 ) -> RunSummary | None:
     """Run Gatewatch end to end; with `simulate` > 0 publish traffic and return the run's summary."""
-    from streams.simulate import Simulator
+    from streams.offline.simulate import Simulator
 
     started = time.monotonic()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -30,10 +30,10 @@ from rules import Engine, WindowState
 from rules.windows import DEFAULT_LATENESS
 from schemas import AccessEvent, AccessEventBatch, Agreement, Alert, Decision, MessageRef
 from streams.exceptions import BrokerError, GatewatchStreamsError
-from streams.gctuning import tuned_gc
-from streams.kafka import aiokafka_config
-from streams.processing import without_bom
 from streams.settings import Settings
+from streams.transport.kafka import aiokafka_config
+from streams.worker.gctuning import tuned_gc
+from streams.worker.processing import without_bom
 
 __all__ = [
     "FileSource",
@@ -49,7 +49,7 @@ __all__ = [
 
 log = structlog.get_logger("gatewatch.replay")
 
-#: How a batch envelope is recognised cheaply (the same test as streams/processing.py).
+#: How a batch envelope is recognised cheaply (the same test as streams/worker/processing.py).
 _BATCH_MARKER = b'"events"'
 #: After a partition reaches its reported end, keep fetching until it has been quiet this long: on the
 #: embedded broker (Tansu) end offsets count batches, not records, so the reported end can be short.
@@ -250,7 +250,7 @@ def _pack_dict(engine: Engine) -> dict[str, str]:
 
 def decode_access_message(raw: bytes) -> list[AccessEvent] | None:
     """The events of one message (a single event or an AccessEventBatch); None if it is not valid."""
-    raw = without_bom(raw)  # as the worker does (streams/processing.py)
+    raw = without_bom(raw)  # as the worker does (streams/worker/processing.py)
     try:
         if _BATCH_MARKER in raw[:256]:
             return list(AccessEventBatch.model_validate_json(raw).events)
@@ -387,7 +387,7 @@ def replay_events(
     Each partition's events are evaluated in the order given; partitions are interleaved by event time
     (a merge that never reorders a partition), so the shared per-pupil windows see time move forward as
     the live re-partitioned agent does. `since`/`until` (inclusive/exclusive) filter on occurred_at.
-    `lateness` and the engines' pupil key should be the worker's (streams/offline.py) for live alert ids.
+    `lateness` and the engines' pupil key should be the worker's (streams/worker/engine_setup.py) for live alert ids.
     A `RecordSource` (a topic, a file) is read as the merge goes; any other iterable is taken whole.
     """
     started = time.perf_counter()
@@ -407,7 +407,7 @@ def replay_events(
     lo = since.timestamp() if since is not None else None
     hi = until.timestamp() if until is not None else None
     now = dt.datetime.now(dt.UTC)
-    with tuned_gc():  # (streams/gctuning.py; the caller's thresholds are restored)
+    with tuned_gc():  # (streams/worker/gctuning.py; the caller's thresholds are restored)
         rules = report.rules
         for partition, (t, event, ref) in merged:
             if (lo is not None and t < lo) or (hi is not None and t >= hi):
@@ -666,8 +666,8 @@ class DecisionPublisher:
 
     def __init__(self, settings: Settings) -> None:
         from schemas.ledger import LedgerState
-        from streams.audit import read_decisions_topic
-        from streams.publisher import Publisher
+        from streams.offline.audit import read_decisions_topic
+        from streams.transport.publisher import Publisher
 
         self.settings = settings
         self.tails: dict[int, LedgerState] = {}
@@ -730,7 +730,7 @@ def parse_time(text: str | None) -> dt.datetime | None:
 
 def load_agreements_for(settings: Settings | None, path: Path | None) -> Sequence[Agreement]:
     """The register a replay uses: a file if given, else the agreements topic (topic replays), else none."""
-    from streams.register_file import load_agreements_file
+    from streams.offline.register_file import load_agreements_file
 
     if path is not None:
         return load_agreements_file(path)

@@ -1,0 +1,1 @@
+"""Tools that work without a running worker: check, replay, audit, simulate, register files."""

@@ -1,0 +1,1 @@
+"""Alert delivery: consumers of the alerts topic that send to Alertmanager and webhooks."""
