@@ -78,3 +78,48 @@ def test_no_merge_conflict_markers_are_left_in_the_shipped_text() -> None:
         if line.startswith(markers) or line == "======="
     ]
     assert [] == found
+
+
+#: What each streams/ sub-package must not import: dependencies point from the command line down to the
+#: transport (cli -> offline -> worker -> transport -> shared modules), never back up.
+STREAMS_LAYERS = {
+    "_compat": {"worker", "transport", "sinks", "offline", "cli", "bench", "report"},
+    "transport": {"worker", "sinks", "offline", "cli", "bench", "report", "_compat"},
+    "worker": {"sinks", "offline", "cli", "bench", "report"},
+    "sinks": {"worker", "offline", "cli", "bench", "report"},
+    "offline": {"sinks", "cli", "bench", "report"},
+    "report": {"worker", "sinks", "cli", "bench"},
+}
+SHARED = {"settings", "metrics", "logs", "exceptions"}
+
+
+def _streams_subpackages_imported(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + (
+                [f"{node.module}.{alias.name}" for alias in node.names] if node.module == "streams" else []
+            )
+        out.update(n.split(".")[1] for n in names if n.startswith("streams.") and n.count(".") >= 1)
+    return out
+
+
+@pytest.mark.parametrize("layer", sorted(STREAMS_LAYERS))
+def test_streams_subpackages_depend_one_way(layer: str) -> None:
+    files = sorted((ROOT / "streams" / layer).rglob("*.py"))
+    assert files
+    upward = {str(f.relative_to(ROOT)): sorted(_streams_subpackages_imported(f) & STREAMS_LAYERS[layer]) for f in files}
+    assert {} == {f: mods for f, mods in upward.items() if mods}
+
+
+def test_shared_streams_modules_import_no_subpackage() -> None:
+    subpackages = {p.name for p in (ROOT / "streams").iterdir() if (p / "__init__.py").exists()}
+    assert {"worker", "transport", "sinks", "offline", "cli", "_compat"} <= subpackages
+    found = {
+        name: sorted(_streams_subpackages_imported(ROOT / "streams" / f"{name}.py") & subpackages) for name in SHARED
+    }
+    assert {} == {name: mods for name, mods in found.items() if mods}
