@@ -128,6 +128,8 @@ class _Clock:
 
 Template = Callable[[random.Random, dt.datetime], dict[str, Any]]
 Scenario = Callable[[random.Random, _Clock], list[_Draft]]
+#: A change made to a compliant event to make it a violation.
+Change = Callable[[random.Random, dict[str, Any]], None]
 
 
 class Simulator:
@@ -583,230 +585,285 @@ class Simulator:
     # --- violation scenarios -----------------------------------------------------------------------
 
     def _scenario_table(self) -> list[tuple[str, Scenario, tuple[str, ...]]]:
-        """(name, builder, agreements it needs); the multi-event scenario last."""
+        """(name, builder, agreements it needs), grouped by what the violation is about; the multi-event
+        scenario last. The order is part of the output: a seed draws scenarios by position."""
+        return [
+            *self._agreement_scenarios(),
+            *self._gateway_scenarios(),
+            *self._field_scenarios(),
+            *self._handling_scenarios(),
+            *self._access_and_output_scenarios(),
+        ]
 
-        def one(
-            template: Template,
-            categories: str | tuple[str, ...],
-            change: Callable[[random.Random, dict[str, Any]], None],
-        ) -> Scenario:
-            expected = frozenset((categories,) if isinstance(categories, str) else categories)
-
-            def build(rng: random.Random, clock: _Clock) -> list[_Draft]:
-                base = template(rng, clock.next())
-                event = _deep_copy(base)
-                change(rng, event)
-                return [_Draft(base, event, expected)]
-
-            return build
-
-        def setter(**changes: Any) -> Callable[[random.Random, dict[str, Any]], None]:
-            def change(_rng: random.Random, event: dict[str, Any]) -> None:
-                for key, value in changes.items():
-                    if value is None:
-                        event.pop(key, None)
-                    else:
-                        event[key] = value
-
-            return change
-
-        def add_field(name: str) -> Callable[[random.Random, dict[str, Any]], None]:
-            def change(_rng: random.Random, event: dict[str, Any]) -> None:
-                event["fields"] = [*event["fields"], name]
-
-            return change
-
-        def recipient_as(agreement_id: str) -> Callable[[random.Random, dict[str, Any]], None]:
-            def change(rng: random.Random, event: dict[str, Any]) -> None:
-                event["recipient"] = self._recipient(agreement_id)
-                holder = self._agreement(agreement_id).recipient_org_id
-                event["actor"] = self._actor(rng, holder, "accredited_researcher")
-
-            return change
-
-        def trustopia(_rng: random.Random, event: dict[str, Any]) -> None:
-            # The firm presents itself as the training provider "renamed"; its registrations betray it.
-            event["recipient"] = {
-                **event["recipient"],
-                "name": "Trustopia Ltd",
-                "ico_registration": "ZB271190",
-                "companies_house": "11907364",
-            }
-
-        def abroad(rng: random.Random, event: dict[str, Any]) -> None:
-            event["actor"] = {**event["actor"], "country": "US", "ip": f"{_ABROAD_IP}{rng.randint(2, 254)}"}
-
-        def over_cap(rng: random.Random, event: dict[str, Any]) -> None:
-            cap = self._agreement(DIRECT_EASTFOLD).per_event_record_cap or 100_000
-            event["record_count"] = rng.randint(cap + cap // 5, cap * 2)
-
-        def restricted(rng: random.Random, event: dict[str, Any]) -> None:
-            event["restricted_record_count"] = rng.randint(1, 6)
-
-        def bulk(rng: random.Random, event: dict[str, Any]) -> None:
-            event["record_count"] = 200
-            event["pupil_refs"] = [self._pupil_ref(rng) for _ in range(200)]
-
-        def out_of_hours(rng: random.Random, clock: _Clock) -> list[_Draft]:
-            base = self._srs_northmoor(rng, clock.next())
-            event = {**base, "occurred_at": clock.night()}
-            return [_Draft(base, event, frozenset({"unusual_access"}))]
-
-        def governance(rng: random.Random, clock: _Clock) -> list[_Draft]:
-            # No compliant twin exists: every event under this agreement has the gap. Its template is the
-            # same extract under the clean direct-supply agreement.
-            when = clock.next()
-            base = self._direct_extract(rng, when, DIRECT_EASTFOLD) if DIRECT_EASTFOLD in self._by_id else {}
-            event = self._direct_extract(rng, when, GOVERNANCE_GAP)
-            allowed = self._agreement(GOVERNANCE_GAP).fields_allowed
-            sensitive = [f for f in ("ethnicity", "sen_type", "cin") if f in allowed]
-            event["fields"] = [*[f for f in event["fields"] if f not in sensitive], *sensitive]
-            return [_Draft(base, event, frozenset({"governance_gap"}))]
-
-        def not_active(agreement_id: str) -> Scenario:
-            def build(rng: random.Random, clock: _Clock) -> list[_Draft]:
-                when = clock.next()
-                base = self._direct_extract(rng, when, DIRECT_EASTFOLD) if DIRECT_EASTFOLD in self._by_id else {}
-                event = self._direct_extract(rng, when, agreement_id)
-                return [_Draft(base, event, frozenset({"agreement_not_active"}))]
-
-            return build
-
-        def repeated(rng: random.Random, clock: _Clock) -> list[_Draft]:
-            # The same pupil looked up five times by one force: lookups 4 and 5 are "more than 3 in 30 days".
-            # Each template is the same request about a fresh pupil.
-            pupil = self._pupil_ref(rng)
-            case = None
-            drafts = []
-            for k in range(5):
-                base = self._police_request(rng, clock.next(), refs=1)
-                case = case or base["case_reference"]
-                base["case_reference"] = case
-                event = {**base, "pupil_refs": [pupil]}
-                expected = frozenset({"repeated_pupil_lookup"}) if k >= 3 else frozenset()
-                drafts.append(_Draft(base, event, expected))
-            return drafts
-
-        srs, police, ho = self._srs_northmoor, self._police_request, self._home_office_match
+    def _agreement_scenarios(self) -> list[tuple[str, Scenario, tuple[str, ...]]]:
+        """No, an unknown, an inactive agreement; a recipient that is not who the agreement names."""
         return [
             (
                 "no_agreement_cited",
-                one(self._commercial_extract, "no_agreement", setter(agreement_id=None)),
+                _one(self._commercial_extract, "no_agreement", _setter(agreement_id=None)),
                 (COMMERCIAL,),
             ),
             (
                 "unknown_agreement_id",
-                one(self._commercial_extract, "no_agreement", setter(agreement_id=UNKNOWN_AGREEMENT)),
+                _one(self._commercial_extract, "no_agreement", _setter(agreement_id=UNKNOWN_AGREEMENT)),
                 (COMMERCIAL,),
             ),
-            ("suspended_agreement", not_active(SUSPENDED), (SUSPENDED,)),
-            ("expired_agreement", not_active(EXPIRED), (EXPIRED,)),
+            ("suspended_agreement", self._not_active(SUSPENDED), (SUSPENDED,)),
+            ("expired_agreement", self._not_active(EXPIRED), (EXPIRED,)),
             (
                 "recipient_registrations_mismatch",
-                one(self._lrs_search, "recipient_mismatch", trustopia),
+                _one(self._lrs_search, "recipient_mismatch", _trustopia),
                 (LRS_PROVIDER,),
             ),
             (
                 "recipient_not_agreement_holder",
-                one(srs, "recipient_mismatch", recipient_as(SRS_KINGSBRIDGE)),
+                _one(self._srs_northmoor, "recipient_mismatch", self._recipient_as(SRS_KINGSBRIDGE)),
                 (SRS_NORTHMOOR, SRS_KINGSBRIDGE),
             ),
-            ("missing_legal_gateway", one(srs, "no_legal_gateway", setter(legal_gateway=None)), (SRS_NORTHMOOR,)),
+        ]
+
+    def _gateway_scenarios(self) -> list[tuple[str, Scenario, tuple[str, ...]]]:
+        """Legal gateways and purposes: missing, unknown, not for this recipient, outside the agreement."""
+        srs, police = self._srs_northmoor, self._police_request
+        return [
+            ("missing_legal_gateway", _one(srs, "no_legal_gateway", _setter(legal_gateway=None)), (SRS_NORTHMOOR,)),
             (
                 "unknown_gateway_code",
-                one(self._internal_query, "no_legal_gateway", setter(legal_gateway="UKGDPR-6-1-f")),
+                _one(self._internal_query, "no_legal_gateway", _setter(legal_gateway="UKGDPR-6-1-f")),
                 (),
             ),
             (
                 "immigration_exemption_used_by_police",
-                one(
+                _one(
                     police,
                     "gateway_not_permitted_for_recipient",
-                    setter(legal_gateway="DPA2018-Sch2-p4", purpose="immigration_enforcement"),
+                    _setter(legal_gateway="DPA2018-Sch2-p4", purpose="immigration_enforcement"),
                 ),
                 (POLICE,),
             ),
             (
                 "purpose_not_carried_by_gateway",
-                one(self._internal_query, "purpose_not_permitted_by_gateway", setter(purpose="research")),
+                _one(self._internal_query, "purpose_not_permitted_by_gateway", _setter(purpose="research")),
                 (),
             ),
             (
                 "gateway_outside_agreement",
-                one(srs, "gateway_outside_agreement", setter(legal_gateway="EA1996-s537A")),
+                _one(srs, "gateway_outside_agreement", _setter(legal_gateway="EA1996-s537A")),
                 (SRS_NORTHMOOR,),
             ),
             (
                 "purpose_outside_agreement",
-                one(srs, "purpose_outside_agreement", setter(purpose="statistics")),
+                _one(srs, "purpose_outside_agreement", _setter(purpose="statistics")),
                 (SRS_NORTHMOOR,),
             ),
-            ("field_outside_agreement", one(srs, "fields_outside_agreement", add_field("sen_type")), (SRS_NORTHMOOR,)),
+        ]
+
+    def _field_scenarios(self) -> list[tuple[str, Scenario, tuple[str, ...]]]:
+        """Fields: outside the agreement, prohibited, identifying where the share may not identify."""
+        return [
+            (
+                "field_outside_agreement",
+                _one(self._srs_northmoor, "fields_outside_agreement", _add_field("sen_type")),
+                (SRS_NORTHMOOR,),
+            ),
             (
                 "prohibited_field_allowed_by_agreement",
-                one(self._direct_eastfold, "prohibited_field", add_field("english_proficiency")),
+                _one(self._direct_eastfold, "prohibited_field", _add_field("english_proficiency")),
                 (DIRECT_EASTFOLD,),
             ),
             (
                 "nationality_to_home_office",
-                one(
-                    ho, ("prohibited_field", "fields_outside_agreement", "match_only_breach"), add_field("nationality")
+                _one(
+                    self._home_office_match,
+                    ("prohibited_field", "fields_outside_agreement", "match_only_breach"),
+                    _add_field("nationality"),
                 ),
                 (HOME_OFFICE,),
             ),
             (
                 "tier2_pupil_data_to_commercial",
-                one(self._commercial_extract, "identifiable_data_not_permitted", add_field("fsm")),
+                _one(self._commercial_extract, "identifiable_data_not_permitted", _add_field("fsm")),
                 (COMMERCIAL,),
             ),
             (
                 "identifier_in_deidentified_research",
-                one(self._srs_kingsbridge, "identifiable_data_not_permitted", add_field("candidate_number")),
+                _one(self._srs_kingsbridge, "identifiable_data_not_permitted", _add_field("candidate_number")),
                 (SRS_KINGSBRIDGE,),
             ),
+        ]
+
+    def _handling_scenarios(self) -> list[tuple[str, Scenario, tuple[str, ...]]]:
+        """How a share is made: route, justification, match-only, volume, onward sharing, linkage."""
+        police, ho = self._police_request, self._home_office_match
+        return [
             (
                 "srs_only_share_over_sftp",
-                one(self._srs_kingsbridge, "insecure_access_route", setter(channel="sftp")),
+                _one(self._srs_kingsbridge, "insecure_access_route", _setter(channel="sftp")),
                 (SRS_KINGSBRIDGE,),
             ),
             (
                 "home_office_without_case_reference",
-                one(ho, "missing_justification", setter(case_reference=None)),
+                _one(ho, "missing_justification", _setter(case_reference=None)),
                 (HOME_OFFICE,),
             ),
             (
                 "police_without_case_reference",
-                one(police, "missing_justification", setter(case_reference=None)),
+                _one(police, "missing_justification", _setter(case_reference=None)),
                 (POLICE,),
             ),
             (
                 "fraud_match_discloses_address",
-                one(self._dwp_match, "match_only_breach", setter(fields=["match_flag", "address"])),
+                _one(self._dwp_match, "match_only_breach", _setter(fields=["match_flag", "address"])),
                 (DWP,),
             ),
-            ("per_event_cap_exceeded", one(self._direct_eastfold, "volume_cap_exceeded", over_cap), (DIRECT_EASTFOLD,)),
-            ("bulk_police_request", one(police, "bulk_extract", bulk), (POLICE,)),
+            (
+                "per_event_cap_exceeded",
+                _one(self._direct_eastfold, "volume_cap_exceeded", self._over_cap),
+                (DIRECT_EASTFOLD,),
+            ),
+            ("bulk_police_request", _one(police, "bulk_extract", self._bulk), (POLICE,)),
             (
                 "onward_sharing_not_allowed",
-                one(self._la_extract, "onward_sharing", setter(onward_recipients=["tutorfind-ltd"])),
+                _one(self._la_extract, "onward_sharing", _setter(onward_recipients=["tutorfind-ltd"])),
                 (LOCAL_AUTHORITY,),
             ),
-            ("unapproved_linkage", one(srs, "unapproved_linkage", setter(datasets=["npd", "hesa"])), (SRS_NORTHMOOR,)),
-            ("out_of_hours_access", out_of_hours, (SRS_NORTHMOOR,)),
-            ("access_from_abroad", one(srs, "unusual_access", abroad), (SRS_NORTHMOOR,)),
-            ("governance_gap", governance, (GOVERNANCE_GAP,)),
+            (
+                "unapproved_linkage",
+                _one(self._srs_northmoor, "unapproved_linkage", _setter(datasets=["npd", "hesa"])),
+                (SRS_NORTHMOOR,),
+            ),
+        ]
+
+    def _access_and_output_scenarios(self) -> list[tuple[str, Scenario, tuple[str, ...]]]:
+        """Unusual access, governance gaps, restricted records, disclosive outputs, repeated lookups."""
+        return [
+            ("out_of_hours_access", self._out_of_hours, (SRS_NORTHMOOR,)),
+            ("access_from_abroad", _one(self._srs_northmoor, "unusual_access", _abroad), (SRS_NORTHMOOR,)),
+            ("governance_gap", self._governance, (GOVERNANCE_GAP,)),
             (
                 "restricted_records_in_extract",
-                one(self._la_extract, "restricted_records", restricted),
+                _one(self._la_extract, "restricted_records", _restricted),
                 (LOCAL_AUTHORITY,),
             ),
             (
                 "disclosive_aggregate",
-                one(self._charity_query, "disclosive_output", setter(min_cell_count=3)),
+                _one(self._charity_query, "disclosive_output", _setter(min_cell_count=3)),
                 (CHARITY,),
             ),
-            ("repeated_pupil_lookup", repeated, (POLICE,)),
+            ("repeated_pupil_lookup", self._repeated, (POLICE,)),
         ]
+
+    # --- changes and multi-part scenarios that need the register or the simulator's draws ------------
+
+    def _recipient_as(self, agreement_id: str) -> Change:
+        def change(rng: random.Random, event: dict[str, Any]) -> None:
+            event["recipient"] = self._recipient(agreement_id)
+            holder = self._agreement(agreement_id).recipient_org_id
+            event["actor"] = self._actor(rng, holder, "accredited_researcher")
+
+        return change
+
+    def _over_cap(self, rng: random.Random, event: dict[str, Any]) -> None:
+        cap = self._agreement(DIRECT_EASTFOLD).per_event_record_cap or 100_000
+        event["record_count"] = rng.randint(cap + cap // 5, cap * 2)
+
+    def _bulk(self, rng: random.Random, event: dict[str, Any]) -> None:
+        event["record_count"] = 200
+        event["pupil_refs"] = [self._pupil_ref(rng) for _ in range(200)]
+
+    def _out_of_hours(self, rng: random.Random, clock: _Clock) -> list[_Draft]:
+        base = self._srs_northmoor(rng, clock.next())
+        event = {**base, "occurred_at": clock.night()}
+        return [_Draft(base, event, frozenset({"unusual_access"}))]
+
+    def _governance(self, rng: random.Random, clock: _Clock) -> list[_Draft]:
+        # No compliant twin exists: every event under this agreement has the gap. Its template is the
+        # same extract under the clean direct-supply agreement.
+        when = clock.next()
+        base = self._direct_extract(rng, when, DIRECT_EASTFOLD) if DIRECT_EASTFOLD in self._by_id else {}
+        event = self._direct_extract(rng, when, GOVERNANCE_GAP)
+        allowed = self._agreement(GOVERNANCE_GAP).fields_allowed
+        sensitive = [f for f in ("ethnicity", "sen_type", "cin") if f in allowed]
+        event["fields"] = [*[f for f in event["fields"] if f not in sensitive], *sensitive]
+        return [_Draft(base, event, frozenset({"governance_gap"}))]
+
+    def _not_active(self, agreement_id: str) -> Scenario:
+        def build(rng: random.Random, clock: _Clock) -> list[_Draft]:
+            when = clock.next()
+            base = self._direct_extract(rng, when, DIRECT_EASTFOLD) if DIRECT_EASTFOLD in self._by_id else {}
+            event = self._direct_extract(rng, when, agreement_id)
+            return [_Draft(base, event, frozenset({"agreement_not_active"}))]
+
+        return build
+
+    def _repeated(self, rng: random.Random, clock: _Clock) -> list[_Draft]:
+        # The same pupil looked up five times by one force: lookups 4 and 5 are "more than 3 in 30 days".
+        # Each template is the same request about a fresh pupil.
+        pupil = self._pupil_ref(rng)
+        case = None
+        drafts = []
+        for k in range(5):
+            base = self._police_request(rng, clock.next(), refs=1)
+            case = case or base["case_reference"]
+            base["case_reference"] = case
+            event = {**base, "pupil_refs": [pupil]}
+            expected = frozenset({"repeated_pupil_lookup"}) if k >= 3 else frozenset()
+            drafts.append(_Draft(base, event, expected))
+        return drafts
+
+
+# --- single-event scenarios: a compliant template and one change to it ---------------------------------
+
+
+def _one(template: Template, categories: str | tuple[str, ...], change: Change) -> Scenario:
+    """A scenario of one event: the template's compliant event with `change` applied."""
+    expected = frozenset((categories,) if isinstance(categories, str) else categories)
+
+    def build(rng: random.Random, clock: _Clock) -> list[_Draft]:
+        base = template(rng, clock.next())
+        event = _deep_copy(base)
+        change(rng, event)
+        return [_Draft(base, event, expected)]
+
+    return build
+
+
+def _setter(**changes: Any) -> Change:
+    """Set each field to its value; None removes the field."""
+
+    def change(_rng: random.Random, event: dict[str, Any]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                event.pop(key, None)
+            else:
+                event[key] = value
+
+    return change
+
+
+def _add_field(name: str) -> Change:
+    def change(_rng: random.Random, event: dict[str, Any]) -> None:
+        event["fields"] = [*event["fields"], name]
+
+    return change
+
+
+def _trustopia(_rng: random.Random, event: dict[str, Any]) -> None:
+    # The firm presents itself as the training provider "renamed"; its registrations betray it.
+    event["recipient"] = {
+        **event["recipient"],
+        "name": "Trustopia Ltd",
+        "ico_registration": "ZB271190",
+        "companies_house": "11907364",
+    }
+
+
+def _abroad(rng: random.Random, event: dict[str, Any]) -> None:
+    event["actor"] = {**event["actor"], "country": "US", "ip": f"{_ABROAD_IP}{rng.randint(2, 254)}"}
+
+
+def _restricted(rng: random.Random, event: dict[str, Any]) -> None:
+    event["restricted_record_count"] = rng.randint(1, 6)
 
 
 def _allowed_in_compliant(agreement: Agreement) -> list[str]:
