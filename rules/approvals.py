@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rules._alerts import build_alert
 from rules.catalogue import Catalogue
 from rules.facts import LONDON, CatalogueViews, Facts
 from rules.loader import Rule
@@ -100,7 +101,7 @@ def agreement_alert(
 ) -> Alert:
     """The alert for one finding; `first_seen` is the start of its due day (UK), or `at` if that is later."""
     rule = finding.rule
-    return Alert(
+    return build_alert(
         alert_id=agreement_alert_id(pack.name, rule.id, agreement.agreement_id, content_sha256),
         rule_id=rule.id,
         category=rule.category,

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from rules._alerts import build_alert
 from rules._index import RuleIndex, construct
 from rules._problems import Problem
 from rules._windowed import Observation, observe
@@ -389,7 +390,7 @@ class Engine:
     def _window_alert(self, rule: Rule, facts: Facts, obs: Observation, key: str) -> Alert:
         facts.cache["_window"] = _window_facts(obs)
         e = facts.event
-        return Alert(
+        return build_alert(
             alert_id=window_alert_id(self.pack.name, rule.id, key, obs.window_id),
             rule_id=rule.id,
             category=rule.category,
@@ -562,36 +563,31 @@ class Engine:
             rule = self._by_id.get(v.rule_id)
             if fast and rule is not None:  # run(): the violation and the event are valid, so is the alert
                 out.append(
-                    construct(
-                        Alert,
-                        {
-                            "schema_version": "1",
-                            "alert_id": alert_id(self.pack.name, v.rule_id, event.event_id),
-                            "rule_id": v.rule_id,
-                            "category": v.category,
-                            "severity": v.severity,
-                            "title": v.title,
-                            "explanation": v.explanation,
-                            "legal_basis": v.legal_basis,
-                            "runbook": rule.runbook,
-                            "recipient_org_id": event.recipient.org_id,
-                            "recipient_type": event.recipient.org_type,
-                            "agreement_id": event.agreement_id,
-                            "legal_gateway": event.legal_gateway,
-                            "purpose": event.purpose,
-                            "event_ids": (event.event_id,),
-                            "first_seen": event.occurred_at,
-                            "last_seen": event.occurred_at,
-                            "count": 1,
-                            "pack": decision.pack,
-                            "inhibited_by": (),
-                        },
-                        _ALERT_FIELDS_SET,
+                    build_alert(
+                        alert_id=alert_id(self.pack.name, v.rule_id, event.event_id),
+                        rule_id=v.rule_id,
+                        category=v.category,
+                        severity=v.severity,
+                        title=v.title,
+                        explanation=v.explanation,
+                        legal_basis=v.legal_basis,
+                        runbook=rule.runbook,
+                        recipient_org_id=event.recipient.org_id,
+                        recipient_type=event.recipient.org_type,
+                        agreement_id=event.agreement_id,
+                        legal_gateway=event.legal_gateway,
+                        purpose=event.purpose,
+                        event_ids=(event.event_id,),
+                        first_seen=event.occurred_at,
+                        last_seen=event.occurred_at,
+                        count=1,
+                        pack=decision.pack,
+                        trusted=True,
                     )
                 )
                 continue
             out.append(
-                Alert(
+                build_alert(
                     alert_id=alert_id(self.pack.name, v.rule_id, event.event_id),
                     rule_id=v.rule_id,
                     category=v.category,
@@ -671,7 +667,6 @@ _DECISION_TEMPLATE: dict[str, Any] = {
     "violations": (),
     "errors": (),
 }
-_ALERT_FIELDS_SET = frozenset(Alert.model_fields) - {"schema_version", "inhibited_by"}
 _VIOLATION_FIELDS_SET = frozenset(Violation.model_fields)
 
 
