@@ -561,31 +561,6 @@ class Engine:
             if v.rule_id in skip:
                 continue
             rule = self._by_id.get(v.rule_id)
-            if fast and rule is not None:  # run(): the violation and the event are valid, so is the alert
-                out.append(
-                    build_alert(
-                        alert_id=alert_id(self.pack.name, v.rule_id, event.event_id),
-                        rule_id=v.rule_id,
-                        category=v.category,
-                        severity=v.severity,
-                        title=v.title,
-                        explanation=v.explanation,
-                        legal_basis=v.legal_basis,
-                        runbook=rule.runbook,
-                        recipient_org_id=event.recipient.org_id,
-                        recipient_type=event.recipient.org_type,
-                        agreement_id=event.agreement_id,
-                        legal_gateway=event.legal_gateway,
-                        purpose=event.purpose,
-                        event_ids=(event.event_id,),
-                        first_seen=event.occurred_at,
-                        last_seen=event.occurred_at,
-                        count=1,
-                        pack=decision.pack,
-                        trusted=True,
-                    )
-                )
-                continue
             out.append(
                 build_alert(
                     alert_id=alert_id(self.pack.name, v.rule_id, event.event_id),
@@ -606,6 +581,8 @@ class Engine:
                     last_seen=event.occurred_at,
                     count=1,
                     pack=decision.pack,
+                    # run(): the violation and the event are valid, so is the alert; skip re-validating it
+                    trusted=fast and rule is not None,
                 )
             )
         return out
