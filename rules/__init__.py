@@ -22,6 +22,7 @@ from rules.exceptions import ConditionError, GatewatchRulesError, RulePackError
 from rules.facts import FACTS, Facts, fact_table
 from rules.language import FUNCTIONS, compile_condition, compile_template
 from rules.loader import DEFAULT_PACK_DIR, ENGINE_VERSION, Rule, pack_sha256
+from rules.offline import OfflineRun
 from rules.testing import CaseResult, run_pack_tests
 from rules.windows import WindowState
 
@@ -39,6 +40,7 @@ __all__ = [
     "Evaluation",
     "Facts",
     "GatewatchRulesError",
+    "OfflineRun",
     "Problem",
     "PupilLookup",
     "PupilLookupBatch",

@@ -13,9 +13,10 @@ its (last) event. The decision is not affected: `expect`
 still lists every rule that fired.
 
 Windowed rules, in the spirit of `promtool test rules`: a case with `steps` runs a sequence of timed
-events in order over fresh window state (each step patches the case's event; `repeat: N` sends it N
-times with distinct ids) and may state, per step, `expect`/`fires`/`does_not_fire` (violations of that
-step's decision) and `expect_alerts`; at case level, `expect_alerts` is the exact list of windowed
+events in order over fresh window state, through the offline loop `gatewatch check` uses
+(`rules/offline.py`), with the default lateness. Each step patches the case's event; `repeat: N` sends
+it N times with distinct ids. A case may state, per step, `expect`/`fires`/`does_not_fire` (violations
+of that step's decision) and `expect_alerts`; at case level, `expect_alerts` is the exact list of windowed
 alerts of the whole sequence (`{rule, count}`), `alert_ids` how many distinct alert ids they carry,
 and `does_not_fire` that no step fired those rules. A sweep case gives `now:` and `sweep:` (agreement
 id -> patch, `{}` for none) and states `fires`/`does_not_fire`/`expect`/`expect_alerts` on the sweep.
@@ -34,7 +35,7 @@ from pydantic import ValidationError
 
 from rules._yaml import YamlMap, read_yaml
 from rules.engine import Engine, load_engine
-from rules.windows import WindowState
+from rules.offline import OfflineRun
 from schemas.agreement import Agreement
 from schemas.decision import Alert
 from schemas.event import AccessEvent
@@ -268,7 +269,7 @@ def _run_steps_case(
     problems: list[str] = []
     if unknown := sorted(set(named) - {r.id for r in engine.rules}):
         problems.append(f"names unknown rule id(s) {', '.join(unknown)}")
-    state, pupil_state = WindowState({}), WindowState({})
+    offline = OfflineRun(engine)  # fresh windows per case; each step's agreement is the case's, patched
     windowed = {r.id for r in engine.rules if r.window is not None}
     all_alerts: list[Alert] = []
     fired_any: set[str] = set()
@@ -302,10 +303,7 @@ def _run_steps_case(
             if error:
                 problems.append(f"step {number}: {error}")
                 break
-            t = event.occurred_at.timestamp()
-            state.advance(t)
-            pupil_state.advance(t)
-            result = engine.run(event, agreement, state=state, pupil_state=pupil_state, evaluated_at=_EVALUATED_AT)
+            result = offline.evaluate(event, agreement=agreement, evaluated_at=_EVALUATED_AT)
             if result.decision.errors:
                 problems.append(
                     f"step {number}: engine errors: " + "; ".join(e.message for e in result.decision.errors)

@@ -1,11 +1,11 @@
 """The all-in offline cost of one event: decode, evaluate, decision bytes, alerts and the ledger link.
 
 `python -m streams.bench.offline [--events N]` prints the figures as JSON. Each single-event message
-is decoded and validated (`AccessEvent.model_validate_json`), its agreement looked up, evaluated by
-`Engine.run` with the windowed and pupil state one offline process holds (as `gatewatch check` and
-replay do), its decision linked into a ledger chain and serialised (`link_json`, what the worker
-writes) and its alerts serialised. No broker, no Faust, no metrics, no log lines: what a core spends
-per event before any transport.
+is decoded and validated (`AccessEvent.model_validate_json`), then its agreement looked up and the
+event evaluated by the offline loop `gatewatch check` and replay use (`rules.OfflineRun`: `Engine.run`
+with the windowed and pupil state one offline process holds), its decision linked into a ledger chain
+and serialised (`link_json`, what the worker writes) and its alerts serialised. No broker, no Faust,
+no metrics, no log lines: what a core spends per event before any transport.
 The parts are timed separately on the same events too, so a profile can be read against them.
 """
 
@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rules import Engine, WindowState, load_engine
-from schemas import AccessEvent, Agreement, MessageRef
+from rules import Engine, OfflineRun, load_engine
+from schemas import AccessEvent, MessageRef
 from schemas.ledger import LedgerState, link_json
 from streams.bench.common import sim_events, to_wire
 from streams.offline.simulate import load_agreements
@@ -34,14 +34,9 @@ def _p(samples: list[int], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))] / 1000.0, 2) if ordered else 0.0
 
 
-def _register() -> Callable[[str], Agreement | None]:
-    return {a.agreement_id: a for a in load_agreements()}.get
-
-
 def _all_in(engine: Engine, wire: Sequence[tuple[bytes, bytes]]) -> list[int]:
     """ns per event of the whole offline path (what `gatewatch check` and replay do), after WARMUP events."""
-    register = _register()
-    state, pupils, tails = WindowState({}), WindowState({}), LedgerState()
+    offline, tails = OfflineRun(engine, load_agreements()), LedgerState()
     now = dt.datetime.now(dt.UTC)
     clock = time.perf_counter_ns
     out: list[int] = []
@@ -49,11 +44,7 @@ def _all_in(engine: Engine, wire: Sequence[tuple[bytes, bytes]]) -> list[int]:
         ref = MessageRef(topic="npd.access.v1", partition=0, offset=i)
         t0 = clock()
         event = AccessEvent.model_validate_json(value)
-        agreement = register(event.agreement_id) if event.agreement_id else None
-        t = event.occurred_at.timestamp()
-        state.advance(t)
-        pupils.advance(t)
-        evaluation = engine.run(event, agreement, state=state, pupil_state=pupils, evaluated_at=now, source=ref)
+        evaluation = offline.evaluate(event, evaluated_at=now, source=ref)
         _, tails = link_json(evaluation.decision, 0, tails)
         for alert in evaluation.alerts:
             alert.model_dump_json()
@@ -84,18 +75,12 @@ def _parts(engine: Engine, wire: Sequence[tuple[bytes, bytes]]) -> dict[str, flo
     else:
         decode_fast = _part(lambda i: decode_event(values[i]), len(values))
     events = [AccessEvent.model_validate_json(v) for v in values]
-    register = _register()
-    state, pupils = WindowState({}), WindowState({})
+    offline = OfflineRun(engine, load_agreements())
     now = dt.datetime.now(dt.UTC)
     evaluations = []
 
     def evaluate(i: int) -> None:
-        e = events[i]
-        t = e.occurred_at.timestamp()
-        state.advance(t)
-        pupils.advance(t)
-        agreement = register(e.agreement_id) if e.agreement_id else None
-        evaluations.append(engine.run(e, agreement, state=state, pupil_state=pupils, evaluated_at=now))
+        evaluations.append(offline.evaluate(events[i], evaluated_at=now))
 
     evaluate_ns = _part(evaluate, len(events))
     tails = [LedgerState()]

@@ -1,8 +1,8 @@
 """`gatewatch check`: evaluate a JSONL file of events offline, in file order, with the live engine.
 
-Windowed rules run too, over the file's events in order: recipient windows and per-pupil windows live
-in two dict-backed WindowStates (one process, so per-pupil rules run inline), and each event advances
-their watermark to its own event time.
+Windowed rules run too, over the file's events in order, through the offline loop (rules/offline.py):
+the file is partition 0, per-pupil rules run inline, and each event advances the windows' watermark to
+its own event time.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from rules import Engine
-from rules.windows import DEFAULT_LATENESS, WindowState
+from rules import Engine, OfflineRun
+from rules.windows import DEFAULT_LATENESS
 from schemas import AccessEvent, Agreement, Alert, Decision, Issue, MessageRef
 from streams.worker.processing import classify_invalid, without_bom
 
@@ -61,8 +61,7 @@ def check_outcomes(
     `lateness` and the engine's pupil key should be the worker's (streams/worker/engine_setup.py), or windowed alert
     ids and counts can differ from the live ones.
     """
-    register = {a.agreement_id: a for a in agreements}
-    state, pupil_state = WindowState({}, lateness=lateness), WindowState({}, lateness=lateness)
+    offline = OfflineRun(engine, agreements, lateness=lateness)
     for number, line in enumerate(lines, start=1):
         raw = without_bom(line.rstrip(b"\r\n"))  # as the worker does (streams/worker/processing.py)
         ref = MessageRef(topic=f"file:{Path(source).name or '-'}"[:256], partition=0, offset=number - 1)
@@ -74,9 +73,5 @@ def check_outcomes(
             issues = [Issue(loc="$", message=f"line {number}: {reason.value}", type=reason.value), *issues]
             yield engine.invalid(issues, event_id=_event_id_of(raw), evaluated_at=now, source=ref), []
             continue
-        agreement = register.get(event.agreement_id) if event.agreement_id else None
-        t = event.occurred_at.timestamp()
-        state.advance(t)
-        pupil_state.advance(t)
-        evaluation = engine.run(event, agreement, state=state, pupil_state=pupil_state, evaluated_at=now, source=ref)
+        evaluation = offline.evaluate(event, evaluated_at=now, source=ref)
         yield evaluation.decision, evaluation.alerts

@@ -1,8 +1,8 @@
 """`gatewatch replay`: re-evaluate history (a JSONL file or the access topic) with a rule pack, in bulk.
 
 No live agent, no consumer group: records are read in bulk, each partition's events are evaluated in
-offset order with windowed state exactly as `gatewatch check` does (recipient windows in a dict-backed
-WindowState per partition, per-pupil windows inline in one shared WindowState), and the report says what
+offset order by the offline loop `gatewatch check` uses too (rules/offline.py: recipient windows per
+partition, per-pupil windows inline in one state shared by all partitions), and the report says what
 would have fired, per rule. With a second pack it says, per rule, which events fire under A only, under
 B only and under both: the question to answer before changing a rule.
 
@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 from pydantic import ValidationError
 
-from rules import Engine, WindowState
+from rules import Engine, OfflineRun
 from rules.windows import DEFAULT_LATENESS
 from schemas import AccessEvent, AccessEventBatch, Agreement, Alert, Decision, MessageRef
 from streams.exceptions import BrokerError, GatewatchStreamsError
@@ -276,29 +276,16 @@ def decode_access_message(raw: bytes) -> list[AccessEvent] | None:
 
 
 class _Pass:
-    """One pack's evaluation state over a replay: windows per partition, one shared pupil window state."""
+    """One pack's run over a replay (rules/offline.py) and the alert ids it has raised so far."""
 
     def __init__(self, engine: Engine, agreements: Mapping[str, Agreement], lateness: dt.timedelta) -> None:
-        self.engine = engine
-        self.agreements = agreements
-        self.lateness = lateness
-        self.states: dict[int, WindowState] = {}
-        self.pupil_state = WindowState({}, lateness=lateness)
+        self.offline = OfflineRun(engine, agreements, lateness=lateness)
         self.alert_ids: set[str] = set()
 
     def run(
         self, partition: int, event: AccessEvent, now: dt.datetime, source: MessageRef | None
     ) -> tuple[Decision, list[Alert]]:
-        state = self.states.get(partition)
-        if state is None:
-            state = self.states[partition] = WindowState({}, partition=partition, lateness=self.lateness)
-        t = event.occurred_at.timestamp()
-        state.advance(t)
-        self.pupil_state.advance(t)
-        agreement = self.agreements.get(event.agreement_id) if event.agreement_id else None
-        evaluation = self.engine.run(
-            event, agreement, state=state, pupil_state=self.pupil_state, evaluated_at=now, source=source
-        )
+        evaluation = self.offline.evaluate(event, partition=partition, evaluated_at=now, source=source)
         return evaluation.decision, evaluation.alerts
 
     def first_seen(self, alerts: Iterable[Alert]) -> list[str]:
