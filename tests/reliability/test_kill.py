@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rules import WindowState
+from rules import OfflineRun, WindowState
 from schemas import AccessEvent, MessageRef
 from streams.cli.runner import WorkerProcess
 from streams.offline.audit import verify_topic
@@ -43,17 +43,8 @@ EVENTS = int(os.environ.get("GATEWATCH_RELIABILITY_EVENTS", "20000"))
 
 def offline_alert_ids(events: list[AccessEvent], agreements: list) -> set[str]:  # type: ignore[type-arg]
     """The alert ids `gatewatch check` semantics give: one process, file order, inline per-pupil rules."""
-    eng = engine()
-    register = {a.agreement_id: a for a in agreements}
-    state, pupil_state = WindowState({}), WindowState({})
-    ids: set[str] = set()
-    for event in events:
-        t = event.occurred_at.timestamp()
-        state.advance(t)
-        pupil_state.advance(t)
-        agreement = register.get(event.agreement_id) if event.agreement_id else None
-        ids |= {a.alert_id for a in eng.run(event, agreement, state=state, pupil_state=pupil_state).alerts}
-    return ids
+    offline = OfflineRun(engine(), agreements)
+    return {a.alert_id for event in events for a in offline.evaluate(event).alerts}
 
 
 def uninterrupted_windows(settings: Settings, agreements: list) -> dict[str, object]:  # type: ignore[type-arg]

@@ -281,16 +281,10 @@ def scenario_events(agreements: list[Agreement]) -> dict[str, list[SimulatedEven
 
 def _decisions_in_order(engine: Any, by_id: dict[str, Agreement], events: list[SimulatedEvent]) -> list[Any]:
     """Decisions for a scenario's events in order, windowed rules included (fresh window state)."""
-    from rules import WindowState
+    from rules import OfflineRun
 
-    state, pupil_state = WindowState({}), WindowState({})
-    out = []
-    for s in events:
-        state.advance(s.event.occurred_at.timestamp())
-        pupil_state.advance(s.event.occurred_at.timestamp())
-        run = engine.run(s.event, by_id.get(s.event.agreement_id or ""), state=state, pupil_state=pupil_state)
-        out.append(run.decision)
-    return out
+    offline = OfflineRun(engine, by_id)
+    return [offline.evaluate(s.event).decision for s in events]
 
 
 def _engine_params() -> list[str]:
