@@ -7,7 +7,7 @@ no hook at that point, so `add_commit_hooks` registers an app's hooks and the pa
 `snapshot` runs synchronously immediately before Faust reads the acknowledged offsets, with no await
 in between, so the write-behind state it flushes is the state of exactly the events those offsets
 cover (the agents keep their awaits out of the span between changing state and acknowledging an
-event, streams/worker/app.py). Flushed later, after Faust's own awaits, it could hold the state of events
+event, streams/worker/agents.py). Flushed later, after Faust's own awaits, it could hold the state of events
 past the committed offsets, and a crash would then count those events twice when they are processed
 again. `before_commit` runs before Faust flushes its producer and commits; if it raises, the commit
 does not happen (the events are processed again after a restart: nothing is lost). Apps without

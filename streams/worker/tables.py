@@ -11,16 +11,23 @@ Safety rests on one rule: every dirty key is flushed before offsets are committe
 it flushes its producer and commits, so a committed offset never runs ahead of the state its events
 produced; after a crash, events since the last commit are processed again, and the window entries skip
 those they have already applied (rules/windows.py). The worker sends the flushed records only after
-the outputs of the events they cover are acknowledged (streams/worker/app.py). On revocation the worker
+the outputs of the events they cover are acknowledged (streams/worker/outputs.py). On revocation the worker
 flushes every dirty key itself before the partitions go; `discard` then forgets what is left.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
-__all__ = ["PartitionView", "WriteBehind"]
+import structlog
+
+from rules import WindowState
+
+__all__ = ["PartitionStates", "PartitionView", "WriteBehind"]
+
+log = structlog.get_logger("gatewatch.worker")
 
 
 class WriteBehind:
@@ -112,3 +119,27 @@ class PartitionView(MutableMapping[Any, Any]):
 
     def __len__(self) -> int:
         return len(self.buffer.table.data)
+
+
+class PartitionStates:
+    """One WindowState per partition over a shared write-behind table, rebuilt after a restart or rebalance."""
+
+    def __init__(self, table: WriteBehind, lateness: dt.timedelta) -> None:
+        self._table = table
+        self._lateness = lateness
+        self._states: dict[int, WindowState] = {}
+
+    def get(self, partition: int) -> WindowState:
+        state = self._states.get(partition)
+        if state is None:
+            state = WindowState(self._table.view(partition), partition=partition, lateness=self._lateness)
+            indexed = state.rebuild()  # entries recovered from the changelog for this partition
+            log.info("window_state_ready", partition=partition, entries=indexed)
+            self._states[partition] = state
+        return state
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        gone = list(partitions)
+        for partition in gone:
+            self._states.pop(partition, None)
+        self._table.discard(gone)
