@@ -61,6 +61,9 @@ class Outbox:
         self._full: list[tuple[str, int, Any]] = []  # builders that filled up, in order
         self._held: list[tuple[str, int, Any]] = []  # last-topic builders waiting for the others, in order
         self._release: asyncio.Future[bool] | None = None  # submits the last-topic builders of the latest send
+        # Deliveries of other topics' records that no release has waited for yet: a last-topic record held
+        # back (its look-ups unwrapped) goes with a later send, and must still wait for these.
+        self._unreleased: list[asyncio.Future[Any]] = []
         self._first_at: float | None = None
         self._partitions: dict[str, int] = {}
         self._lock = asyncio.Lock()
@@ -166,11 +169,15 @@ class Outbox:
             last = [b for b in batches if b[0] in self.last_topics]
             producer = self._producer()
             futures = [await self._submit(producer, batch) for batch in first]
+            if self.last_topics:
+                # Acknowledged ones are done with; a failed one is kept until a release has seen it.
+                self._unreleased = [f for f in self._unreleased if not _delivered_ok(f)] + futures
             if last and unwrapped:  # due again when the items are
                 self._held = last + self._held
             elif last:
-                # Released once `futures` are acknowledged, after the previous release: the caller (the
-                # agent) goes on meanwhile instead of waiting a round trip.
+                # Released once every record queued before them is acknowledged, after the previous release:
+                # the caller (the agent) goes on meanwhile instead of waiting a round trip.
+                futures, self._unreleased = self._unreleased, []
                 self._release = asyncio.ensure_future(self._release_after(self._release, futures, last))
         if everything:
             await self.drain()
@@ -207,3 +214,7 @@ class Outbox:
         if self._on_delivered is not None:
             fut.add_done_callback(self._on_delivered)
         return fut
+
+
+def _delivered_ok(future: asyncio.Future[Any]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None

@@ -96,6 +96,30 @@ def test_a_decision_is_held_when_another_output_of_its_send_failed() -> None:
     asyncio.run(run())
 
 
+def test_a_decision_held_for_its_lookups_stays_held_when_its_alert_was_not_acknowledged() -> None:
+    """The alert goes out in one send while the decision waits for its look-ups; the alert fails: the decision
+    must not go out with the next send, whose own records are all acknowledged."""
+
+    async def run() -> None:
+        producer = _Producer()
+        outbox = Outbox(lambda: producer, last_topics=frozenset({"decisions"}), group_linger=60.0)
+        outbox.grouped("lookups", lambda items: b"[" + b",".join(items) + b"]")
+        await outbox.add("alerts", None, b"alert", partition=1)
+        outbox.collect("lookups", 2, b"1")
+        await outbox.add("decisions", None, b"decision", partition=0)
+        await outbox.send()  # the alert goes; the decision waits for the look-up's wrapping
+        producer.futures[0].set_exception(RuntimeError("broker said no"))
+        sending = asyncio.create_task(outbox.send(everything=True))
+        await asyncio.sleep(0.01)
+        for future in producer.futures[1:]:
+            future.set_result(None)
+        await sending
+        assert ["alerts", "lookups"] == _topics(producer)
+        assert outbox.pending  # the decision is kept, and stays kept: its event is processed again after a restart
+
+    asyncio.run(run())
+
+
 def _positions(**written: Written) -> WrittenPositions:
     async def reader(partitions: list[int]) -> dict[int, Written]:
         return {p: written[f"p{p}"] for p in partitions if f"p{p}" in written}
