@@ -35,7 +35,7 @@ from streams.transport.kafka import aiokafka_config, faust_broker_options
 from streams.worker.agents import Evaluator, PupilEvaluator
 from streams.worker.approvals import ApprovalJudge
 from streams.worker.engine_setup import lateness_of, pupil_key_of
-from streams.worker.exactly_once import WrittenPositions, read_written
+from streams.worker.exactly_once import WrittenPositions, read_judged, read_written
 from streams.worker.outputs import Outputs
 from streams.worker.periodic import Periodic
 from streams.worker.processing import AgreementCache, Processor
@@ -128,9 +128,9 @@ class WorkerApp:
         self.pupil_topic = f"{settings.app_id}-pupil-lookups"
         self.app = self._faust_app()
         self._declare_topics_and_tables()
-        self.outputs = Outputs(
-            self.app.producer, last_topics=frozenset({settings.topics.decisions}), linger=OUTBOX_LINGER_SECONDS
-        )
+        # A decision marks its event (an agreement decision, its register record) done: it goes out last.
+        last = frozenset({settings.topics.decisions, settings.topics.agreement_decisions})
+        self.outputs = Outputs(self.app.producer, last_topics=last, linger=OUTBOX_LINGER_SECONDS)
         self._build_collaborators()
         self._wire()
 
@@ -194,6 +194,9 @@ class WorkerApp:
             outputs.table(self.agreement_ledger, with_records=True),
             decisions_topic=t.agreement_decisions,
             alerts_topic=t.alerts,
+            read_judged=functools.partial(
+                read_judged, aiokafka_config(settings), t.agreements, t.agreement_decisions, t.alerts
+            ),
         )
         self.register_view = Register(
             self.register,
@@ -289,6 +292,8 @@ class WorkerApp:
                 with contextlib.suppress(KeyError):
                     gauge.remove(str(partition))
         self.pupil_states.drop(tp.partition for tp in revoked if tp.topic == pupils)
+        if any(tp.topic == self.settings.topics.agreements for tp in revoked):
+            self.judge.forget()
 
 
 def _add_pages(app: faust.App, registry: CollectorRegistry, register: Any, pack: ServingPack) -> None:

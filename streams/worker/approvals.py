@@ -6,10 +6,15 @@ finding. An agreement re-published unchanged (the content hash judged last for i
 again, so it pages nobody; the alert ids come from the agreement's content and the rule, so the
 governance sweep refreshes the same alerts rather than raising new ones.
 
-The chain's tail and the content hash judged per agreement live in one one-partition table whose
-changelog records are written when the offsets are committed (streams/worker/tables.py), like the decisions'
-ledger: after a crash, a register record past the committed offset is judged again (at least once, the
-same alert ids), never skipped because the register itself already held it.
+The content hash judged per agreement lives in a one-partition table whose changelog records are
+written when the offsets are committed (streams/worker/tables.py). What is on the topic decides the
+rest, as for the share decisions (streams/worker/exactly_once.py): before its first judgement the judge
+reads the last agreement decision, so after a crash or a take-over the register records whose
+decisions are already there are not judged again (no second decision, no second page), and the chain
+continues from the last link actually on the topic. An agreement decision is sent only after its
+alerts are acknowledged (it is one of the outbox's last topics), so a decision on the topic means its
+alerts are there too; the alerts a kill left ahead of a record's decision are found around the last
+decision's time and not sent again when that record is judged again.
 
 The gauge of agreements by finding category is kept per content hash and UK date, so an unchanged
 register costs nothing to re-count.
@@ -30,6 +35,7 @@ from schemas import Agreement, MessageRef, agreement_sha256
 from schemas.ledger import LedgerState, link_json
 from schemas.vocab import Category
 from streams.metrics import Metrics
+from streams.worker.exactly_once import JudgedTail
 from streams.worker.tables import WriteBehind
 
 __all__ = ["ApprovalJudge", "FindingsGauge"]
@@ -57,8 +63,13 @@ class ApprovalJudge:
         decisions_topic: str,
         alerts_topic: str,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        read_judged: Callable[[], Awaitable[JudgedTail]] | None = None,
     ) -> None:
+        """`read_judged` reads what the agreement decisions topic holds (streams/worker/exactly_once.py);
+        without it every record the agent applies is judged (at least once)."""
         self._engine = engine
+        self._read_judged = read_judged
+        self._judged: JudgedTail | None = None
         self._metrics = metrics
         self._emit = emit
         self._ledger = ledger
@@ -83,8 +94,29 @@ class ApprovalJudge:
         if self._ledger.get(_JUDGED + agreement_id) is not None:
             self._ledger.delete(_JUDGED + agreement_id, DECISIONS_PARTITION)
 
+    def forget(self) -> None:
+        """The register's partition went to another worker: read the topic again before the next judgement."""
+        self._judged = None
+
+    async def _resume(self) -> JudgedTail | None:
+        if self._read_judged is None:
+            return None
+        if self._judged is None:
+            self._judged = await self._read_judged()
+            if self._judged.ledger.seq > 0:  # the topic's tail, whatever the table's changelog kept
+                tail = {"seq": self._judged.ledger.seq, "last_hash": self._judged.ledger.last_hash}
+                self._ledger.set(_TAIL_KEY, tail, DECISIONS_PARTITION)
+            log.info("register_resumed", last_judged=self._judged.applied, ledger_seq=self._judged.ledger.seq)
+        return self._judged
+
     async def judge(self, agreement: Agreement, source: MessageRef) -> None:
         """Judge one new or changed agreement: its decision, chained, and one alert per finding."""
+        judged = await self._resume()
+        if judged is not None and judged.applied is not None and source.offset <= judged.applied:
+            # Judged before a crash or a take-over: its decision and alerts are on the topics.
+            self._ledger.set(_JUDGED + agreement.agreement_id, agreement_sha256(agreement), DECISIONS_PARTITION)
+            judged.skipped += 1
+            return
         now = self._clock()
         evaluation = self._engine().judge_agreement(agreement, now, evaluated_at=now, source=source)
         tail = self._ledger.get(_TAIL_KEY)
@@ -98,6 +130,11 @@ class ApprovalJudge:
         for alert in evaluation.alerts:
             if self.first_count(alert.alert_id):
                 self._metrics.alerts.labels(alert.rule_id, alert.category.value, alert.severity.value).inc()
+            if judged is not None and (alert.alert_id, alert.count) in judged.alerts:
+                # Sent before a kill that came ahead of this record's decision. Once only: the same
+                # agreement withdrawn and published again later is a new approval, paged again.
+                judged.alerts.discard((alert.alert_id, alert.count))
+                continue
             await self._emit(self._alerts_topic, alert.alert_id.encode(), alert.model_dump_json().encode(), None)
         log.info(
             "agreement_judged",

@@ -34,7 +34,7 @@ import structlog
 
 from schemas.ledger import LedgerState
 
-__all__ = ["PartitionGate", "Position", "Written", "WrittenPositions", "read_written"]
+__all__ = ["JudgedTail", "PartitionGate", "Position", "Written", "WrittenPositions", "read_judged", "read_written"]
 
 log = structlog.get_logger("gatewatch.worker")
 
@@ -180,6 +180,64 @@ async def read_written(
     finally:
         await consumer.stop()
     return out
+
+
+@dataclass
+class JudgedTail:
+    """What npd.agreement-decisions.v1 says: the last register record judged, and the chain's tail.
+
+    The register agent judges records in offset order and each agreement decision carries its record's
+    position, so every record at or before `applied` has its decision (and, sent before it, its alerts)
+    on the topic already. A record after it may have its alerts there too (a kill between the two):
+    `alerts` holds the (alert_id, count) of the alert records created around the last decision.
+    """
+
+    applied: int | None = None  # the agreements offset of the latest agreement decision
+    ledger: LedgerState = field(default_factory=LedgerState)  # the tail of the chain actually on the topic
+    decided_ms: int | None = None  # when the latest agreement decision's record was created (epoch ms)
+    alerts: set[tuple[str, int]] = field(default_factory=set)
+    skipped: int = 0  # records not judged again because their decision was on the topic
+
+
+async def read_judged(
+    config: Mapping[str, Any], agreements: str, agreement_decisions: str, alerts: str, timeout: float = 60.0
+) -> JudgedTail:
+    """The highest register offset with an agreement decision, the last link of the one partition, and
+    the alerts created around that decision."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        **config, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100
+    )
+    await consumer.start()
+    tail = JudgedTail()
+    try:
+        await consumer.topics()  # metadata, for the alerts topic's partitions
+        alert_tps = [TopicPartition(alerts, p) for p in sorted(consumer.partitions_for_topic(alerts) or ())]
+        tp = TopicPartition(agreement_decisions, 0)
+        consumer.assign([tp, *alert_tps])
+        ends = await consumer.end_offsets([tp, *alert_tps])
+
+        def judged(doc: dict[str, Any], record: Any) -> bool:
+            link = doc.get("ledger")
+            if tail.ledger.seq == 0 and isinstance(link, dict):
+                seq, digest = link.get("seq"), link.get("hash")
+                if isinstance(seq, int) and isinstance(digest, str):
+                    tail.ledger = LedgerState(seq=seq + 1, last_hash=digest)
+            position = position_of(doc, agreements, 0)
+            if position is not None and (tail.applied is None or position[0] > tail.applied):
+                tail.applied, tail.decided_ms = position[0], record.timestamp
+            return tail.applied is not None and tail.ledger.seq > 0
+
+        await _scan_back(consumer, tp, ends[tp], judged, timeout)
+        try:
+            tail.alerts = await _alerts_around(consumer, alert_tps, ends, [tail.decided_ms], timeout)
+        except Exception:  # worth a repeated alert record (same alert_id), never a stopped register
+            log.exception("alerts_scan_failed")
+    finally:
+        await consumer.stop()
+    return tail
 
 
 def _windows(stamps: Iterable[int | None]) -> list[tuple[int, int]]:
