@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -58,6 +59,7 @@ class RunSummary:
     approvals_judged: int = 0
     approvals_with_findings: int = 0
     approval_findings_by_category: Counter[str] = field(default_factory=Counter)
+    worker_restarts: int = 0  # the worker ended on its own and was started again (WorkerSupervisor)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -76,6 +78,7 @@ class RunSummary:
             "approvals_judged": self.approvals_judged,
             "approvals_with_findings": self.approvals_with_findings,
             "approval_findings_by_category": dict(sorted(self.approval_findings_by_category.items())),
+            "worker_restarts": self.worker_restarts,
             "seconds": round(self.seconds, 2),
         }
 
@@ -98,6 +101,8 @@ class RunSummary:
         lines.append("  approval findings by category")
         width = max((len(k) for k in self.approval_findings_by_category), default=0)
         lines += [f"    {k.ljust(width)}  {v}" for k, v in sorted(self.approval_findings_by_category.items())]
+        if self.worker_restarts:
+            lines.append(f"  worker restarts       {self.worker_restarts} (its log says why)")
         return "\n".join(lines)
 
 
@@ -237,6 +242,53 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+class WorkerSupervisor:
+    """Restarts the worker `up` runs when it ends on its own (exit 70 after an agent failed, or anything
+    else): the embedded broker keeps everything in memory, so `up` must outlive its worker. A restarted
+    worker resumes from the last commit without writing anything twice. After `max_restarts` exits within
+    `window` seconds it gives up and says why in `failed`."""
+
+    def __init__(self, worker: WorkerProcess, *, max_restarts: int = 5, window: float = 300.0, poll: float = 0.5):
+        self.worker = worker
+        self.max_restarts = max_restarts
+        self.window = window
+        self.poll = poll
+        self.restarts = 0
+        self.failed: str | None = None
+        self._exits: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
+
+    def start(self) -> WorkerSupervisor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching (before the worker is stopped on purpose)."""
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll):
+            proc = self.worker.proc
+            if proc is None or proc.poll() is None:
+                continue
+            now = time.monotonic()
+            self._exits = [t for t in self._exits if now - t < self.window] + [now]
+            where = f"see {self.worker.log_file}" if self.worker.log_file else "its log is not kept"
+            if len(self._exits) > self.max_restarts:
+                self.failed = (
+                    f"the worker exited {len(self._exits)} times within {self.window:.0f} s "
+                    f"(last exit code {proc.returncode}); {where}"
+                )
+                log.error("worker_given_up", exit_code=proc.returncode, exits=len(self._exits))
+                return
+            self.restarts += 1
+            log.warning("worker_restarted", exit_code=proc.returncode, restarts=self.restarts)
+            print(f"gatewatch: the worker exited with code {proc.returncode}; restarting it ({where})", file=sys.stderr)
+            self.worker.start()
+
+
 def run_up(
     settings: Settings,
     *,
@@ -271,12 +323,15 @@ def run_up(
         stack.callback(worker.stop)
         worker.wait_ready(len({a.agreement_id for a in agreements}), timeout=120)
         log.info("worker_ready", metrics=f"{worker.base_url}/metrics")
+        supervisor = WorkerSupervisor(worker).start()
+        stack.callback(supervisor.stop)  # runs first: the worker's own stop is not a failure to restart
 
         if simulate <= 0:
             print(f"Gatewatch is running: metrics at {worker.base_url}/metrics; Ctrl-C stops it.", flush=True)
             with suppress(KeyboardInterrupt):
-                while worker.proc is not None and worker.proc.poll() is None:
+                while supervisor.failed is None:
                     time.sleep(1)
+                raise BrokerError(supervisor.failed)
             return None
 
         summary = RunSummary()
@@ -296,6 +351,7 @@ def run_up(
                     time.sleep(max(0.0, t0 + (i + 1) * pace - time.monotonic()))
         expected = summary.published + summary.malformed_published
         collect_summary(settings, expected, settle_timeout, summary)
+        summary.worker_restarts = supervisor.restarts
         _export_history(settings, agreements)
         summary.seconds = time.monotonic() - started
         return summary

@@ -17,9 +17,13 @@ windows is exactly once. The timers live in streams/worker/periodic.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import functools
+import os
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -49,10 +53,15 @@ __all__ = ["WorkerApp", "build_worker_app", "faust_worker"]
 
 log = structlog.get_logger("gatewatch.worker")
 
+#: An agent's body: it consumes the stream until the worker stops.
+AgentBody = Callable[[faust.StreamT[bytes]], Awaitable[None]]
+
 #: How long the first event may wait while the unapplied agreements are read from their topic.
 REGISTER_WAIT_SECONDS = 60.0
 #: The longest an output record waits in the outbox before it is sent (streams/worker/outbox.py).
 OUTBOX_LINGER_SECONDS = 0.005
+#: The exit status of a worker whose agent failed (EX_SOFTWARE): restart it; it resumes from the last commit.
+AGENT_FAILED_EXIT = 70
 
 
 def _faust_options(settings: Settings) -> dict[str, Any]:
@@ -257,16 +266,43 @@ class WorkerApp:
         app.task(self.outputs.send_outputs)
         _compat.add_commit_hooks(app, self.outputs.before_commit, snapshot=self.outputs.snapshot)
         app.task(self.declare_outputs)
-        app.agent(self.access_topic, name="gatewatch.evaluate")(self.evaluator.run)
-        app.agent(self.pupil_lookups_topic, name="gatewatch.pupils")(self.pupil_evaluator.run)
+        app.agent(self.access_topic, name="gatewatch.evaluate")(self._fatal("evaluate", self.evaluator.run))
+        app.agent(self.pupil_lookups_topic, name="gatewatch.pupils")(self._fatal("pupils", self.pupil_evaluator.run))
         app.on_partitions_revoked.connect(self.on_partitions_revoked)  # type: ignore[arg-type]
-        app.agent(self.agreements_topic, name="gatewatch.register")(self.register_view.keep)
+        app.agent(self.agreements_topic, name="gatewatch.register")(self._fatal("register", self.register_view.keep))
         self.periodic.install(
             TimerGuard(self.metrics.timer_failures),  # a failing timer: one line and a metric
             sweep_interval=settings.sweep_interval_seconds,
             reload_interval=settings.rule_reload_interval_seconds,
         )
         _add_pages(app, self.registry, self.register, self.pack)
+
+    @staticmethod
+    def _fatal(name: str, body: AgentBody) -> AgentBody:
+        """The agent body, ending the worker process at once (exit 70) on an exception it did not handle.
+
+        Faust would restart the agent in place; the message it was on is then acknowledged when its stream
+        is closed and committed by the error handler, though its outputs may be half queued (faust-streaming/
+        faust#315, robinhood/faust#604), or the partition's commit stops for good while the worker looks
+        healthy. Faust's own shutdown would commit the same way. So the process ends as a kill -9 would:
+        nothing more is committed, the supervisor restarts it, it resumes from the last commit, and what
+        was already written is not written again (streams/worker/exactly_once.py).
+        """
+
+        @functools.wraps(body)  # Faust names the agent, and its help, after the body
+        async def run(stream: faust.StreamT[bytes]) -> None:
+            try:
+                await body(stream)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.critical("agent_failed", agent=name, error=f"{type(exc).__name__}: {exc}", exc_info=True)
+                for out in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        out.flush()
+                os._exit(AGENT_FAILED_EXIT)
+
+        return run
 
     async def declare_outputs(self) -> None:
         """The output topics are written through the producer: make sure they exist (no-op if they do)."""
