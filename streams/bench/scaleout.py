@@ -91,6 +91,15 @@ def _decisions_of(worker: WorkerProcess, attempts: int = 3) -> int:
 _DECISIONS = "gatewatch_decisions_total{"
 
 
+def _trouble(log_file: Path | None, limit: int = 40) -> list[str]:
+    """The last warning, error and critical lines of a worker's log (structlog JSON or Faust's own)."""
+    if log_file is None or not log_file.exists():
+        return []
+    marks = ('"level":"warning"', '"level":"error"', '"level":"critical"', "[WARNING]", "[ERROR]", "[CRITICAL]")
+    lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [line[:300] for line in lines if any(m in line for m in marks)][-limit:]
+
+
 def _steady(times: list[float]) -> tuple[float, float]:
     """(events/s between the 10th and 90th percentile decision, those seconds)."""
     times = sorted(times)
@@ -126,9 +135,15 @@ def _one_k(bench: Bench, access: str, k: int, n: int, partitions: int, timeout: 
         ) as source:
             times = [t for _, t, _ in source.read_all()]
         per_worker = [_decisions_of(w) for w in workers]
+        exits = [None if w.proc is None else w.proc.poll() for w in workers]
     finally:
         for w in workers:
             w.stop()
+    if len(times) < n:  # say why where the run's output is read (the work directory goes with the broker)
+        say(f"scale-out K={k}: {len(times)} of {n} decided; worker exit codes {exits}")
+        for w in workers:
+            for line in _trouble(w.log_file):
+                say(f"  {w.log_file.name if w.log_file else '?'}: {line}")
     rate, seconds = _steady(times)
     ordered = sorted(times)
     window_start = ordered[int(len(ordered) * 0.1)] if ordered else 0.0
@@ -139,6 +154,7 @@ def _one_k(bench: Bench, access: str, k: int, n: int, partitions: int, timeout: 
         "decisions": len(times),
         "dead_letters": _count(settings, settings.topics.deadletter),
         "decisions_per_worker": per_worker,
+        "worker_exit_codes": exits,  # None: still running when the decisions were read
         "all_ready_after_s": round(ready_at - t0, 1),
         "steady_window_after_all_ready": window_start >= ready_at,
     }
