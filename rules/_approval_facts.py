@@ -2,16 +2,17 @@
 rules (`scope: agreement`), which judge an agreement as it enters the register, before any data leaves.
 
 Each fact is a list of the agreement's own codes (in its order) that the catalogue puts in a class:
-gateways not open to its recipient type, purposes its gateways cannot carry, fields it allows that are
-prohibited, identifying or sensitive. With no agreement each list is empty. Registered into FACTS by
-importing this module (rules/facts.py does so last, so every vocabulary built from FACTS has them).
+gateways not open to its recipient type or not in the catalogue, purposes its gateways cannot carry,
+fields it allows that are prohibited, identifying or sensitive. With no agreement each list is empty.
+Registered into FACTS by importing this module (rules/facts.py does so last, so every vocabulary built
+from FACTS has them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from rules._views import BIT_IDENTIFIERS, BIT_IDENTIFYING, BIT_PROHIBITED, BIT_SENSITIVE, BIT_UNKNOWN
+from rules._views import BIT_IDENTIFIERS, BIT_IDENTIFYING, BIT_PROHIBITED, BIT_SENSITIVE, UNKNOWN_FIELD_BITS
 from rules.facts import Facts, _fact
 
 __all__: list[str] = []
@@ -23,7 +24,7 @@ def _allowed_fields_of_class(bit: int) -> Callable[[Facts], tuple[str, ...]]:
         if a is None:
             return ()
         bits = f.views.bits
-        return tuple(c for c in a.fields_allowed if bits.get(c, BIT_UNKNOWN) & bit)
+        return tuple(c for c in a.fields_allowed if bits.get(c, UNKNOWN_FIELD_BITS) & bit)
 
     return get
 
@@ -68,6 +69,20 @@ def _gateways_not_open(f: Facts) -> tuple[str, ...]:
     org_type = a.recipient_org_type.value
     gateways = f.catalogue.gateways
     return tuple(c for c in a.legal_gateways if (g := gateways.get(c)) is None or org_type not in g.recipient_types)
+
+
+@_fact(
+    "agreement.gateways_unknown",
+    "list",
+    "Gateway codes the agreement approves that the catalogue does not know",
+    domain=None,
+)
+def _gateways_unknown(f: Facts) -> tuple[str, ...]:
+    a = f.agreement
+    if a is None:
+        return ()
+    gateways = f.catalogue.gateways
+    return tuple(c for c in a.legal_gateways if c not in gateways)
 
 
 @_fact(

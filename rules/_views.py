@@ -25,6 +25,7 @@ __all__ = [
     "NO_FIELDS",
     "NO_GATEWAY",
     "NO_PURPOSE",
+    "UNKNOWN_FIELD_BITS",
     "AgreementView",
     "CatalogueViews",
     "FieldClasses",
@@ -122,6 +123,11 @@ def purpose_view(p: Purpose | None) -> PurposeView:
 ) = (1 << i for i in range(10))
 
 
+#: The classes of a field code the catalogue does not know: pupil-level, to fail safe. A producer's new
+#: or misspelt code must not turn pupil data into "aggregate" and silence the agreement rules.
+UNKNOWN_FIELD_BITS = BIT_UNKNOWN | BIT_PUPIL
+
+
 def field_bits(d: FieldDef) -> int:
     identifier = d.identifier in ("instant", "meaningful")
     return (
@@ -147,7 +153,7 @@ class FieldClasses:
         self.bits = bits
         mask = 0
         for c in fields:
-            mask |= bits.get(c, BIT_UNKNOWN)
+            mask |= bits.get(c, UNKNOWN_FIELD_BITS)
         self.mask = mask
         self.selected: dict[int, tuple[str, ...]] = {}
 
@@ -158,7 +164,7 @@ class FieldClasses:
         got = self.selected.get(bit)
         if got is None:
             bits = self.bits
-            got = self.selected[bit] = tuple(c for c in self.fields if bits.get(c, BIT_UNKNOWN) & bit)
+            got = self.selected[bit] = tuple(c for c in self.fields if bits.get(c, UNKNOWN_FIELD_BITS) & bit)
         return got
 
 

@@ -12,6 +12,7 @@ datasets, window). What the getters read lives beside it: the per-event context 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter
@@ -188,8 +189,24 @@ _fact("event.local_weekday", "int", "ISO weekday of occurred_at in Europe/London
 _fact("event.local_date", "str", "Date of occurred_at in Europe/London (YYYY-MM-DD)")(
     lambda f: (f.day or event_day(f)).isoformat()
 )
+# What an analyst reads in a message: UK wall-clock time with its zone (GMT or BST) and weekday, so
+# "Sat 2021-03-06 22:14 GMT" needs no conversion from UTC or from an hour and an ISO weekday number.
+# Weekday names fixed here: strftime's %a follows the process locale.
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _uk_time_text(t: dt.datetime) -> str:
+    return f"{_WEEKDAYS[t.weekday()]} {t:%Y-%m-%d %H:%M} {t.tzname()}"
+
+
+_fact("event.local_time", "str", "occurred_at in UK time for messages, e.g. Sat 2021-03-06 22:14 GMT (or BST)")(
+    lambda f: _uk_time_text(f.local or local_time(f))
+)
 _path(
-    "event.pupil_level", "bool", "Pupil-level (not aggregate) data with at least one pupil-level field", "pupil_level"
+    "event.pupil_level",
+    "bool",
+    "Pupil-level (not aggregate) data with at least one pupil-level field (a code not in the catalogue counts)",
+    "pupil_level",
 )
 
 # --- agreement.* -----------------------------------------------------------------------------------
@@ -373,7 +390,9 @@ def _field_class(name: str, doc: str, bit: int, *, domain: str | None = "field")
     nonempty_by_field_class(name, bit)
 
 
-_field_class("fields.unknown", "Disclosed field codes not in the catalogue", BIT_UNKNOWN, domain=None)
+_field_class(
+    "fields.unknown", "Disclosed field codes not in the catalogue (counted pupil-level)", BIT_UNKNOWN, domain=None
+)
 _field_class("fields.prohibited", "Prohibited fields disclosed", BIT_PROHIBITED)
 _field_class("fields.identifiers", "Instant or meaningful identifiers disclosed", BIT_IDENTIFIERS)
 _field_class("fields.instant_identifiers", "Instant identifiers disclosed", BIT_INSTANT)
@@ -382,7 +401,7 @@ _field_class("fields.tier2", "Tier 2 fields disclosed", BIT_TIER2)
 _field_class("fields.identifying", "Identifiers or Tier 1/2 pupil-level fields disclosed", BIT_IDENTIFYING)
 _field_class("fields.special_category", "Special category fields disclosed", BIT_SPECIAL)
 _field_class("fields.sensitive", "Tier 1 or special category fields disclosed", BIT_SENSITIVE)
-_fact("fields.pupil_level", "bool", "At least one pupil-level field disclosed")(
+_fact("fields.pupil_level", "bool", "At least one pupil-level field disclosed (a code not in the catalogue counts)")(
     lambda f: bool(f.field_classes.mask & BIT_PUPIL)
 )
 

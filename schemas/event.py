@@ -33,7 +33,10 @@ class Actor(Contract):
     org_id: Identifier
     role: ShortText | None = None
     ip: ShortText | None = Field(default=None, description="IPv4 or IPv6 address")
-    country: CountryCode | None = Field(default=None, description="ISO 3166-1 alpha-2")
+    country: CountryCode | None = Field(
+        default=None,
+        description="ISO 3166-1 alpha-2; the United Kingdom is GB (UK, its reserved code, counts as the UK too)",
+    )
 
     @field_validator("ip")
     @classmethod

@@ -89,8 +89,32 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_events(path: Path) -> Any:
+    """The events file as bytes (`-`: standard input); a file that cannot be read is a usage error (exit 2)."""
+    if str(path) == "-":
+        return contextlib.nullcontext(sys.stdin.buffer)
+    try:
+        return open(path, "rb")  # the caller's with-block closes it
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read events: {exc.strerror}") from None
+
+
+def _first_line_peeked(lines: Any) -> tuple[bytes, Any]:
+    """The first non-blank line, and an iterator over every line as if none had been read."""
+    import itertools
+
+    from streams.worker.processing import without_bom
+
+    seen: list[bytes] = []
+    for line in lines:
+        seen.append(line)
+        if without_bom(line).strip():
+            return line, itertools.chain(seen, lines)
+    return b"", iter(seen)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    from streams.offline.check import check_outcomes
+    from streams.offline.check import check_outcomes, document_hint
     from streams.offline.register_file import load_agreements_file
     from streams.worker.engine_setup import engine_for, lateness_of
 
@@ -98,16 +122,34 @@ def cmd_check(args: argparse.Namespace) -> int:
     engine = engine_for(settings)
     agreements = load_agreements_file(args.agreements) if args.agreements else []
     worst = 0
-    with open(args.events, "rb") as lines, contextlib.ExitStack() as stack:
-        alerts_out = stack.enter_context(open(args.alerts, "w", encoding="utf-8")) if args.alerts else None
+    cited = 0  # decisions of events that name an agreement: judged against no register without --agreements
+    with _open_events(args.events) as handle, contextlib.ExitStack() as stack:
+        first, lines = _first_line_peeked(handle)
+        hint = document_hint(first)
+        if hint is not None:
+            raise ConfigError(f"{args.events}: {hint.replace('FILE', str(args.events))}")
+        try:
+            alerts_out = stack.enter_context(open(args.alerts, "w", encoding="utf-8")) if args.alerts else None
+        except OSError as exc:
+            raise ConfigError(f"{args.alerts}: cannot write alerts: {exc.strerror}") from None
         outcomes = check_outcomes(lines, engine, agreements, source=str(args.events), lateness=lateness_of(settings))
         for decision, alerts in outcomes:
             sys.stdout.write(decision.model_dump_json(exclude_none=True) + "\n")
             if decision.verdict.value != "compliant":
                 worst = 1
+            cited += decision.agreement_id is not None
             if alerts_out is not None:
                 alerts_out.writelines(alert.model_dump_json() + "\n" for alert in alerts)
     sys.stdout.flush()
+    if cited and not args.agreements:
+        # Without a register every cited agreement is unknown: the findings say "no such agreement"
+        # (and none of the agreement's own rules ran), which a new user easily takes for the answer.
+        print(
+            f"gatewatch: note: {cited} event(s) cite an agreement but no --agreements register was given, so "
+            "each was judged as citing an agreement the register does not hold and the agreement's own rules "
+            "(fields, purposes, caps, governance) did not run; pass --agreements FILE",
+            file=sys.stderr,
+        )
     return worst
 
 
@@ -265,12 +307,14 @@ def cmd_agreements_load(args: argparse.Namespace) -> int:
 
 def cmd_agreements_check(args: argparse.Namespace) -> int:
     from rules import load_engine
-    from streams.offline.agreements_check import judge_entries, read_entries, uk_today
+    from streams.offline.agreements_check import judge_entries, uk_today
+    from streams.offline.register_file import read_register
 
-    entries = read_entries(args.file)
+    register = read_register(args.file)
     engine = load_engine(args.rules)
     worst = 0
-    for judged in judge_entries(entries, engine, args.at or uk_today()):
+    entries, lines = [e.item for e in register], [e.line for e in register]
+    for judged in judge_entries(entries, engine, args.at or uk_today(), lines=lines):
         sys.stdout.write(judged.as_json() + "\n")
         if judged.verdict != "compliant":
             worst = 1
@@ -444,8 +488,18 @@ def _add_check(sub: Any) -> None:
         "(GATEWATCH_PUPIL_HMAC_KEY, GATEWATCH_WINDOW_LATENESS_DAYS, GATEWATCH_RULE_PACK_DIR), so alert ids "
         "equal the live ones. Exit 0 if every line is compliant, 1 otherwise, 2 on a usage error.",
     )
-    p.add_argument("events", type=Path, metavar="EVENTS.jsonl", help="events, one JSON object per line")
-    p.add_argument("--agreements", type=Path, help="YAML or JSON list of Agreement v1 objects")
+    p.add_argument(
+        "events",
+        type=Path,
+        metavar="EVENTS.jsonl",
+        help="events, one JSON object (an event, or a batch of one recipient's events) per line; - for stdin",
+    )
+    p.add_argument(
+        "--agreements",
+        type=Path,
+        help="the agreements register: YAML or JSON list of Agreement v1 objects, or JSON lines "
+        "(without it every cited agreement counts as unknown)",
+    )
     p.add_argument("--rules", type=Path, metavar="DIR", help="rule pack directory (default: GATEWATCH_RULE_PACK_DIR)")
     p.add_argument(
         "--alerts",
@@ -670,12 +724,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_closed() -> int:
+    """The reader of our output went away (`gatewatch check ... | head`): stop quietly, as a shell tool does.
+
+    Python would print a traceback, and another at exit when it flushes stdout; pointing stdout at
+    /dev/null makes that last flush harmless. 141 is what a shell reports for a process ended by SIGPIPE.
+    """
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        return _stdout_closed()
     except GatewatchStreamsError as exc:
         print(f"gatewatch: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        if exc.filename is None:
+            raise
+        # A path a user typed that cannot be read is a usage error, not a crash (exit 2, no traceback).
+        print(f"gatewatch: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     except Exception as exc:
         from rules import GatewatchRulesError

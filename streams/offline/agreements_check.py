@@ -16,18 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from rules import Engine
 from rules.facts import LONDON
 from schemas import Agreement, Issue, issues_from_validation_error
-from streams.exceptions import ConfigError
+from streams.offline.register_file import UNPARSABLE, read_register
 
 __all__ = ["Judged", "judge_entries", "judged_at", "read_entries", "summary_lines", "uk_today"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
-_JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +37,14 @@ class Judged:
     verdict: str  # compliant | violation | invalid
     violations: tuple[dict[str, str], ...] = ()
     errors: tuple[Issue, ...] = field(default=())
+    #: The line of the file the entry starts on (None when judged from objects, not a file).
+    line: int | None = None
 
     def as_json(self) -> str:
-        doc: dict[str, Any] = {
-            "entry": self.entry,
+        doc: dict[str, Any] = {"entry": self.entry}
+        if self.line is not None:
+            doc["line"] = self.line
+        doc |= {
             "agreement_id": self.agreement_id,
             "verdict": self.verdict,
             "violations": list(self.violations),
@@ -62,55 +64,13 @@ def judged_at(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(12), LONDON)
 
 
-class _Unparsable:
-    """An entry of a JSON lines file that is not JSON: kept in its place, reported as invalid."""
-
-    __slots__ = ()
-
-
-UNPARSABLE = _Unparsable()
-
-
 def read_entries(path: Path) -> list[Any]:
-    """The entries of a register file, in order: a YAML or JSON list, or JSON lines (one object a line).
+    """The entries of a register file, in order (streams/offline/register_file.py reads every register).
 
-    Raises ConfigError when the file cannot be read or is neither. A JSON lines file's line that is not
-    JSON is kept as an unparsable entry, so that the other lines are still judged.
+    Raises ConfigError when the file cannot be read or is neither a YAML or JSON list nor JSON lines. A
+    JSON lines file's line that is not JSON is kept as an unparsable entry, so that the others are judged.
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"{path}: cannot read agreements: {reason}") from exc
-    if path.suffix.lower() in _JSON_LINES_SUFFIXES:
-        return _json_lines(text)
-    try:
-        data = json.loads(text)
-    except ValueError:
-        lines = [line for line in text.splitlines() if line.strip()]
-        if lines and all(line.lstrip().startswith("{") for line in lines):
-            return _json_lines(text)
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            where = getattr(exc, "problem_mark", None)
-            at = f" at line {where.line + 1}" if where is not None else ""
-            raise ConfigError(f"{path}: neither a YAML or JSON list nor JSON lines (YAML error{at})") from exc
-    if not isinstance(data, list):
-        raise ConfigError(f"{path}: agreements must be a list (or JSON lines), got {type(data).__name__}")
-    return data
-
-
-def _json_lines(text: str) -> list[Any]:
-    out: list[Any] = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            out.append(UNPARSABLE)
-    return out
+    return [entry.item for entry in read_register(path)]
 
 
 def _json_default(value: Any) -> str:
@@ -138,20 +98,26 @@ def _validate(item: Any) -> Agreement | list[Issue]:
         return issues_from_validation_error(exc)
 
 
-def judge_entries(entries: Sequence[Any], engine: Engine, day: dt.date) -> Iterator[Judged]:
-    """One Judged per entry, in order. A later entry repeating an earlier agreement_id is invalid."""
+def judge_entries(
+    entries: Sequence[Any], engine: Engine, day: dt.date, *, lines: Sequence[int] | None = None
+) -> Iterator[Judged]:
+    """One Judged per entry, in order. A later entry repeating an earlier agreement_id is invalid.
+
+    `lines`: the line each entry starts on in its file (register_file.read_register), for the reader.
+    """
     at = judged_at(day)
     seen: set[str] = set()
     for index, item in enumerate(entries):
+        line = lines[index] if lines is not None else None
         result = _validate(item)
         if isinstance(result, list):
-            yield Judged(index, _usable_id(item), "invalid", errors=tuple(result))
+            yield Judged(index, _usable_id(item), "invalid", errors=tuple(result), line=line)
             continue
         if result.agreement_id in seen:
             issue = Issue(
                 loc="agreement_id", message="duplicate agreement_id: an earlier entry has it", type="duplicate"
             )
-            yield Judged(index, result.agreement_id, "invalid", errors=(issue,))
+            yield Judged(index, result.agreement_id, "invalid", errors=(issue,), line=line)
             continue
         seen.add(result.agreement_id)
         decision = engine.judge_agreement(result, at).decision
@@ -164,7 +130,7 @@ def judge_entries(entries: Sequence[Any], engine: Engine, day: dt.date) -> Itera
             }
             for v in decision.violations
         )
-        yield Judged(index, result.agreement_id, decision.verdict.value, violations)
+        yield Judged(index, result.agreement_id, decision.verdict.value, violations, line=line)
 
 
 def summary_lines(judged: Sequence[Judged], day: dt.date) -> list[str]:

@@ -37,11 +37,13 @@ from schemas import (
 from streams.metrics import NONE, Metrics
 
 __all__ = [
+    "BATCH_MARKER",
     "DEAD_LETTER_MAX_BYTES",
     "AgreementCache",
     "AgreementLookup",
     "Outcome",
     "Processor",
+    "batch_items",
     "classify_invalid",
     "make_dead_letter",
     "without_bom",
@@ -216,7 +218,7 @@ class Processor:
         try:
             batch = AccessEventBatch.model_validate_json(without_bom(raw))
         except ValidationError:
-            items = _batch_items(raw)
+            items = batch_items(raw)
             if items is None:  # not a batch after all: judge it as a single event (it will dead-letter)
                 return [self.process(raw, key, source, state=state, pupil_state=pupil_state)]
             return self._process_items(items, key, source, now, state, pupil_state)
@@ -463,7 +465,7 @@ def make_dead_letter(
     )
 
 
-def _batch_items(raw: bytes) -> list[Any] | None:
+def batch_items(raw: bytes) -> list[Any] | None:
     """The `events` list of something shaped like a batch envelope, or None if it is not one."""
     try:
         doc = json.loads(raw)

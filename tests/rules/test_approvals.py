@@ -64,3 +64,21 @@ def test_a_purpose_no_gateway_carries_pages_once_but_both_findings_stay_on_the_d
         sorted(v.rule_id for v in evaluation.decision.violations),
         paged,
     )
+
+
+def test_an_approval_with_no_gateway_is_no_legal_gateway_not_a_purpose_finding(engine: Engine) -> None:
+    evaluation = engine.judge_agreement(make_agreement(legal_gateways=[], last_audit_at="2026-01-01"), AT)
+    assert [("NPD-APR-11", "no_legal_gateway")] == [
+        (v.rule_id, v.category.value) for v in evaluation.decision.violations
+    ]
+    assert (
+        "agreement DSA-2024-0001 (uni-northbridge, recipient type research_academic) approves purposes research"
+        " with no legal gateway; expected at least one of the catalogue's gateways"
+    ) == evaluation.decision.violations[0].explanation
+
+
+def test_an_unknown_gateway_code_in_an_approval_is_named_as_no_legal_gateway(engine: Engine) -> None:
+    agreement = make_agreement(legal_gateways=["DEA2017-s64", "GDPR-6-1-f"], last_audit_at="2026-01-01")
+    violations = engine.judge_agreement(agreement, AT).decision.violations
+    assert [("NPD-APR-12", "no_legal_gateway")] == [(v.rule_id, v.category.value) for v in violations]
+    assert "approves gateway codes GDPR-6-1-f, which are not known legal gateways" in violations[0].explanation

@@ -200,6 +200,30 @@ def test_explanation_names_expected_and_seen(engine: Engine) -> None:
     ) == decision.violations[0].explanation
 
 
+@pytest.mark.parametrize(
+    ("occurred_at", "uk_time"),
+    [
+        ("2024-03-09T10:00:00+00:00", "Sat 2024-03-09 10:00 GMT"),  # winter: UK time is UTC
+        ("2024-07-02T18:30:00+00:00", "Tue 2024-07-02 19:30 BST"),  # summer: an hour ahead
+        ("2024-07-06T23:30:00-05:00", "Sun 2024-07-07 05:30 BST"),  # another offset, another UK day
+    ],
+)
+def test_unusual_access_explanation_gives_uk_local_time(engine: Engine, occurred_at: str, uk_time: str) -> None:
+    decision = engine.evaluate(make_event(occurred_at=occurred_at), make_agreement(), evaluated_at=NOW)
+    explanation = {v.rule_id: v.explanation for v in decision.violations}["NPD-UA-01"]
+    assert f"access by u-ucl-17 on {uk_time} (UK time) from country GB" in explanation
+
+
+def test_an_unknown_field_code_counts_as_pupil_level(engine: Engine) -> None:
+    no_agreement = {"agreement_id": None, "recipient": {"org_id": "charity-ff", "org_type": "charity"}}
+    known = engine.evaluate(make_event(fields=["school_urn"], **no_agreement), None, evaluated_at=NOW)
+    unknown = engine.evaluate(make_event(fields=["school_urn", "home_phone"], **no_agreement), None, evaluated_at=NOW)
+    assert ([], ["NPD-NA-01"]) == (
+        [v.rule_id for v in known.violations],
+        [v.rule_id for v in unknown.violations],
+    )
+
+
 def test_decision_summary_fields(engine: Engine) -> None:
     event = make_event()
     source = MessageRef(topic="npd.access.v1", partition=2, offset=7)

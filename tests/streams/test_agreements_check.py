@@ -51,10 +51,22 @@ def test_a_register_of_clean_agreements_exits_zero(tmp_path: Path, capsys: pytes
     path.write_text(json.dumps([_clean("AG-A"), _clean("AG-B", purposes=["statistics"])]), encoding="utf-8")
     code, lines = _check(capsys, str(path), "--at", "2026-01-10")
     expected = [
-        {"entry": 0, "agreement_id": "AG-A", "verdict": "compliant", "violations": []},
-        {"entry": 1, "agreement_id": "AG-B", "verdict": "compliant", "violations": []},
+        {"entry": 0, "line": 1, "agreement_id": "AG-A", "verdict": "compliant", "violations": []},
+        {"entry": 1, "line": 1, "agreement_id": "AG-B", "verdict": "compliant", "violations": []},
     ]
     assert (0, expected) == (code, lines)
+
+
+def test_each_entry_names_the_line_it_starts_on_in_a_json_list_with_a_byte_order_mark(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "register.json"
+    text = json.dumps([_clean("AG-A"), _clean("AG-B", legal_gateways=[])], indent=2)
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # as Windows editors save it
+    code, lines = _check(capsys, str(path), "--at", "2026-01-10")
+    second = 1 + text.splitlines().index("  {", 2)
+    assert (1, [2, second]) == (code, [line["line"] for line in lines])
+    assert ["NPD-APR-11"] == [v["rule_id"] for v in lines[1]["violations"]]
 
 
 def test_an_invalid_entry_is_reported_without_its_values_and_the_others_are_judged(

@@ -70,9 +70,9 @@ def test_register_file_errors_name_every_bad_entry(tmp_path: Path) -> None:
         yaml.safe_dump(
             [
                 {**BASE_AGREEMENT, "status": "maybe"},
-                BASE_AGREEMENT,
+                {**BASE_AGREEMENT},  # copies: the same object twice would be dumped as a YAML alias
                 {**BASE_AGREEMENT, "monthly_record_cap": -5},
-                BASE_AGREEMENT,
+                {**BASE_AGREEMENT},
             ]
         ),
         encoding="utf-8",
@@ -80,9 +80,124 @@ def test_register_file_errors_name_every_bad_entry(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_agreements_file(path)
     message = str(info.value)
-    assert "agreement [0]: status" in message
-    assert "agreement [2]: monthly_record_cap" in message
-    assert "agreement [3]: duplicate agreement_id" in message
+    starts = [n for n, line in enumerate(path.read_text().splitlines(), start=1) if line.startswith("- ")]
+    assert f"{path}:{starts[0]}: agreement [0]: status" in message
+    assert f"{path}:{starts[2]}: agreement [2]: monthly_record_cap" in message
+    assert f"{path}:{starts[3]}: agreement [3]: duplicate agreement_id" in message
+
+
+def test_register_errors_in_a_json_list_name_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([BASE_AGREEMENT, {**BASE_AGREEMENT, "agreement_id": "X", "status": "maybe"}], indent=1))
+    second = 1 + path.read_text().splitlines().index(" {", 2)
+    with pytest.raises(ConfigError) as info:
+        load_agreements_file(path)
+    assert f"{path}:{second}: agreement [1]: status: " in str(info.value)
+
+
+def test_a_register_with_a_byte_order_mark_or_as_json_lines_loads(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps([BASE_AGREEMENT]).encode())
+    lines = tmp_path / "register.jsonl"
+    lines.write_text(json.dumps(BASE_AGREEMENT) + "\n" + json.dumps({**BASE_AGREEMENT, "agreement_id": "B"}) + "\n")
+    assert ([BASE_AGREEMENT["agreement_id"]], [BASE_AGREEMENT["agreement_id"], "B"]) == (
+        [a.agreement_id for a in load_agreements_file(bom)],
+        [a.agreement_id for a in load_agreements_file(lines)],
+    )
+
+
+@pytest.mark.parametrize("which", ["events", "register"])
+def test_a_missing_file_is_a_usage_error_with_no_traceback(
+    tmp_path: Path, agreements_yaml: Path, capsys: pytest.CaptureFixture[str], which: str
+) -> None:
+    events = write_lines(tmp_path / "events.jsonl", [json.dumps(event_dict()).encode()])
+    missing = tmp_path / "missing.jsonl"
+    args = [str(missing), "--agreements", str(agreements_yaml)]
+    if which == "register":
+        args = [str(events), "--agreements", str(missing)]
+    assert 2 == main(["check", *args])
+    captured = capsys.readouterr()
+    assert ("", f"gatewatch: {missing}: cannot read") == (captured.out, captured.err[: len(str(missing)) + 24])
+    assert "No such file or directory" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("text", "advice"),
+    [
+        (json.dumps([event_dict(), event_dict(event_id="b")], indent=2), "jq -c '.[]'"),
+        (json.dumps([event_dict()]), "jq -c '.[]'"),
+        (json.dumps(event_dict(), indent=2), "jq -c ."),
+    ],
+)
+def test_check_given_a_json_document_says_how_to_make_json_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, advice: str
+) -> None:
+    path = tmp_path / "events.json"
+    path.write_bytes(b"\xef\xbb\xbf\n" + text.encode())
+    assert 2 == main(["check", str(path)])
+    captured = capsys.readouterr()
+    assert "" == captured.out
+    assert "not JSON lines" in captured.err
+    assert f"{advice} {path}" in captured.err
+
+
+def test_check_judges_each_event_of_a_batch_line_as_the_worker_does(
+    tmp_path: Path, agreements_yaml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = event_dict(event_id="b2")
+    del bad["channel"]
+    batch = {"schema_version": "1", "events": [event_dict(event_id="b0"), event_dict(event_id="b1"), bad]}
+    mixed = {
+        "schema_version": "1",
+        "events": [event_dict(event_id="m0"), event_dict(event_id="m1", recipient={"org_id": "other"})],
+    }
+    events = write_lines(
+        tmp_path / "events.jsonl",
+        [json.dumps(event_dict(event_id="a")).encode(), json.dumps(batch).encode(), json.dumps(mixed).encode()],
+    )
+    assert 1 == main(["check", str(events), "--agreements", str(agreements_yaml)])
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    seen = [(d.get("event_id"), d["verdict"], d["source"]["offset"], d["source"].get("index")) for d in out]
+    assert [
+        ("a", "compliant", 0, None),
+        ("b0", "compliant", 1, 0),
+        ("b1", "compliant", 1, 1),
+        ("b2", "invalid", 1, 2),
+        (None, "invalid", 2, None),
+    ] == seen
+    assert "mixed_recipients" in {e["type"] for e in out[4]["errors"]}
+
+
+def test_check_without_a_register_notes_that_cited_agreements_were_not_looked_up(
+    tmp_path: Path, agreements_yaml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = write_lines(tmp_path / "events.jsonl", [json.dumps(event_dict()).encode()] * 2)
+    main(["check", str(events)])
+    without = capsys.readouterr().err
+    main(["check", str(events), "--agreements", str(agreements_yaml)])
+    with_register = capsys.readouterr().err
+    assert ("2 event(s) cite an agreement" in without, "") == (True, with_register)
+    assert "--agreements FILE" in without
+
+
+def test_check_piped_into_head_stops_quietly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    events = write_lines(
+        tmp_path / "events.jsonl", [json.dumps(event_dict(event_id=f"e{i}")).encode() for i in range(3000)]
+    )
+    gatewatch = Path(sys.executable).parent / "gatewatch"
+    proc = subprocess.Popen([str(gatewatch), "check", str(events)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    err = proc.stderr.read().decode()
+    assert (141, "") == (
+        proc.wait(timeout=60),
+        err.replace(err[err.find("gatewatch: note") :], "") if "note" in err else err,
+    )
 
 
 def test_sample_register_loads() -> None:
