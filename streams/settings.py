@@ -64,7 +64,7 @@ class Settings(BaseSettings):
 
     rule_pack_dir: Path | None = Field(default=None, description="Rule pack directory; unset = bundled NPD pack")
     agreements_file: Path | None = Field(
-        default=None, description="Agreements register (YAML/JSON list) loaded by `gatewatch up`"
+        default=None, description="Agreements register (YAML or JSON list, or JSON lines) loaded by `gatewatch up`"
     )
     max_message_bytes: int = Field(default=1_048_576, ge=1024, description="Larger events are dead-lettered")
     producer_batch_bytes: int = Field(

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from rules import Engine
 from rules.facts import LONDON
 from schemas import Agreement, Issue, issues_from_validation_error
-from streams.offline.register_file import UNPARSABLE, read_register
+from streams.offline.register_file import UNPARSABLE, RepeatedKeys, read_register
 
 __all__ = ["Judged", "judge_entries", "judged_at", "read_entries", "summary_lines", "uk_today"]
 
@@ -80,6 +80,8 @@ def _json_default(value: Any) -> str:
 
 
 def _usable_id(item: Any) -> str | None:
+    if isinstance(item, RepeatedKeys):
+        item = item.item
     value = item.get("agreement_id") if isinstance(item, dict) else None
     return value if isinstance(value, str) and _IDENTIFIER.match(value) else None
 
@@ -87,6 +89,8 @@ def _usable_id(item: Any) -> str | None:
 def _validate(item: Any) -> Agreement | list[Issue]:
     if item is UNPARSABLE:
         return [Issue(loc="$", message="line is not valid JSON", type="json_invalid")]
+    if isinstance(item, RepeatedKeys):
+        return [Issue(loc="$", message=item.message(), type="duplicate_key")]
     if not isinstance(item, dict):
         return [Issue(loc="$", message="an agreement must be an object", type="model_type")]
     try:

@@ -3,7 +3,8 @@
 One reader for every command that takes a register (`check`, `replay`, `report`, `simulate`, `up`,
 `agreements load` and `agreements check`), so each accepts the same files: a UTF-8 byte-order mark is
 ignored (Windows editors add one), and every problem is reported as `FILE:LINE: ...`, the line where the
-entry starts.
+entry starts. A key given twice in one object makes its entry invalid: YAML and JSON readers keep the
+last value without a word, and which one the author meant is not for a reader to guess.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from schemas import Agreement, issues_from_validation_error
 from streams.exceptions import ConfigError
 
-__all__ = ["UNPARSABLE", "Entry", "load_agreements_file", "read_register", "sample_register_path"]
+__all__ = ["UNPARSABLE", "Entry", "RepeatedKeys", "load_agreements_file", "read_register", "sample_register_path"]
 
 _JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 
@@ -32,6 +33,17 @@ class _Unparsable:
 
 
 UNPARSABLE: Any = _Unparsable()
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatedKeys:
+    """An entry with a key given twice in one of its objects: kept in its place, reported as invalid."""
+
+    keys: tuple[str, ...]  # each repeated key, as "name" or "name (line N)"
+    item: Any  # what a reader that keeps the last value makes of it (for its agreement_id)
+
+    def message(self) -> str:
+        return "key given twice: " + ", ".join(self.keys) + "; keep one"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,29 +89,69 @@ def read_register(path: Path) -> list[Entry]:
     return _json_list_entries(text, data)
 
 
+class _RepeatSpotter:
+    """A JSON decoder that notes the keys an object gives twice (json keeps the last without a word)."""
+
+    def __init__(self) -> None:
+        self.repeated: list[str] = []
+        self.decoder = json.JSONDecoder(object_pairs_hook=self._object)
+
+    def _object(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out and key not in self.repeated:
+                self.repeated.append(key)
+            out[key] = value
+        return out
+
+    def entry(self, line: int, item: Any) -> Entry:
+        """The entry just decoded, invalid if it repeated a key; forgets the keys for the next one."""
+        repeated, self.repeated = self.repeated, []
+        return Entry(line, RepeatedKeys(tuple(repeated), item) if repeated else item)
+
+
 def _json_lines(text: str) -> list[Entry]:
+    spotter = _RepeatSpotter()
     out: list[Entry] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            out.append(Entry(number, json.loads(line)))
+            out.append(spotter.entry(number, spotter.decoder.decode(line)))
         except ValueError:
+            spotter.repeated = []
             out.append(Entry(number, UNPARSABLE))
     return out
 
 
 def _json_list_entries(text: str, data: list[Any]) -> list[Entry]:
     """Each element of a JSON list (already parsed as `data`) with the line its text starts on."""
-    decoder = json.JSONDecoder()
+    spotter = _RepeatSpotter()
     at = text.index("[") + 1
     out: list[Entry] = []
     for item in data:
         while text[at] in " \t\r\n,":
             at += 1
-        _, end = decoder.raw_decode(text, at)
-        out.append(Entry(text.count("\n", 0, at) + 1, item))
+        _, end = spotter.decoder.raw_decode(text, at)
+        out.append(spotter.entry(text.count("\n", 0, at) + 1, item))
         at = end
+    return out
+
+
+def _repeated_yaml_keys(node: yaml.Node) -> list[str]:
+    """The keys a YAML node's mappings give twice, each with its second line (merge keys `<<` excepted)."""
+    out: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in seen:
+                    out.append(f"{key.value} (line {key.start_mark.line + 1})")
+                seen.add(key.value)
+            out += _repeated_yaml_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            out += _repeated_yaml_keys(child)
     return out
 
 
@@ -114,7 +166,11 @@ def _yaml_entries(path: Path, text: str) -> list[Entry]:
         raise ConfigError(f"{path}{line}: neither a YAML or JSON list nor JSON lines (YAML: {problem})") from None
     if not isinstance(data, list) or not isinstance(node, yaml.SequenceNode):
         raise ConfigError(f"{path}: an agreements register must be a list (or JSON lines), got {type(data).__name__}")
-    return [Entry(n.start_mark.line + 1, item) for n, item in zip(node.value, data, strict=True)]
+    out = []
+    for n, item in zip(node.value, data, strict=True):
+        repeated = _repeated_yaml_keys(n)
+        out.append(Entry(n.start_mark.line + 1, RepeatedKeys(tuple(repeated), item) if repeated else item))
+    return out
 
 
 def _json_default(value: Any) -> str:
@@ -132,6 +188,9 @@ def load_agreements_file(path: Path) -> list[Agreement]:
         where = f"{path}:{entry.line}: agreement [{index}]"
         if entry.item is UNPARSABLE:
             problems.append(f"{where}: line is not valid JSON")
+            continue
+        if isinstance(entry.item, RepeatedKeys):
+            problems.append(f"{where}: {entry.item.message()}")
             continue
         try:
             # Through JSON so that the strict contract applies exactly as it does on the topic.

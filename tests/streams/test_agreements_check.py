@@ -160,3 +160,42 @@ def test_the_command_judges_the_rule_tests_as_the_rule_tests_expect(
     code, lines = _check(capsys, str(path), "--at", day)
     fired = sorted({v["rule_id"] for line in lines for v in line["violations"]})
     assert (expect, 1 if expect else 0) == (fired, code), name
+
+
+def test_an_entry_that_gives_a_key_twice_is_invalid_and_the_others_are_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "register.json"
+    twice = json.dumps(_clean("AG-TWICE"), indent=2).replace(
+        '"legal_gateways": [', '"legal_gateways": ["DPA2018-Sch2-p2"],\n  "legal_gateways": [', 1
+    )
+    path.write_text(f"[{json.dumps(_clean('AG-A'))},\n{twice}]", encoding="utf-8")
+
+    code, lines = _check(capsys, str(path), "--at", "2026-01-10")
+
+    assert (1, ["compliant", "invalid"]) == (code, [line["verdict"] for line in lines])
+    assert ("AG-TWICE", 2) == (lines[1]["agreement_id"], lines[1]["line"])
+    assert [("duplicate_key", "key given twice: legal_gateways; keep one")] == [
+        (e["type"], e["message"]) for e in lines[1]["errors"]
+    ]
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".jsonl"])
+def test_loading_a_register_that_gives_a_key_twice_names_the_file_line_and_key(tmp_path: Path, suffix: str) -> None:
+    from streams.exceptions import ConfigError
+
+    path = tmp_path / f"register{suffix}"
+    if suffix == ".yaml":
+        clean = yaml.safe_dump([_clean("AG-A")], sort_keys=False)
+        path.write_text(clean + "- agreement_id: AG-B\n  recipient:\n    org_id: x\n    org_id: y\n", encoding="utf-8")
+        entry_line = 1 + clean.count("\n")
+        expected = f"{path}:{entry_line}: agreement [1]: key given twice: org_id (line {entry_line + 3}); keep one"
+    else:
+        body = json.dumps(_clean("AG-B")).replace('"status": ', '"status": "suspended", "status": ', 1)
+        path.write_text(json.dumps(_clean("AG-A")) + "\n" + body + "\n", encoding="utf-8")
+        expected = f"{path}:2: agreement [1]: key given twice: status; keep one"
+
+    with pytest.raises(ConfigError) as raised:
+        load_agreements_file(path)
+
+    assert [expected] == str(raised.value).splitlines()
