@@ -351,6 +351,8 @@ def run_up(
                     time.sleep(max(0.0, t0 + (i + 1) * pace - time.monotonic()))
         expected = summary.published + summary.malformed_published
         collect_summary(settings, expected, settle_timeout, summary)
+        if supervisor.failed is not None:
+            raise BrokerError(supervisor.failed)
         summary.worker_restarts = supervisor.restarts
         _export_history(settings, agreements)
         summary.seconds = time.monotonic() - started
