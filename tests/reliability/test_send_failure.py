@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from schemas import AccessEvent, Agreement
 from streams.cli.runner import WorkerProcess, settings_env
 from streams.offline.audit import verify_topic
 from streams.offline.simulate import Simulator
+from streams.settings import Settings
 from streams.transport.broker import EmbeddedBroker
 from streams.transport.kafka import ensure_topics
 from streams.transport.publisher import Publisher
@@ -48,7 +50,6 @@ def test_an_unacknowledged_alert_batch_stops_the_worker_and_the_restart_writes_i
     ensure_topics(settings)
     agreements = sample_agreements()
     events = [s.event for s in Simulator(agreements, seed=11, start=SIM_START).events(EVENTS)]
-    ids = {e.event_id for e in events}
     with Publisher(settings) as pub:
         pub.publish_agreements(agreements)
         pub.publish_events(events)
@@ -66,6 +67,15 @@ def test_an_unacknowledged_alert_batch_stops_the_worker_and_the_restart_writes_i
     assert exit_code != 0, f"the worker went on after an unacknowledged send; see {failing_log}"
     assert 1 == _log_events(failing_log).count("send_failed")
 
+    assert_a_restart_decides_each_event_once(settings, tmp_path, events, agreements)
+
+
+def assert_a_restart_decides_each_event_once(
+    settings: Settings, tmp_path: Path, events: list[AccessEvent], agreements: list[Agreement]
+) -> None:
+    """A fresh worker finishes the topic: every event decided once, the ledger intact, the alert ids
+    those of an offline run."""
+    t, ids = settings.topics, {e.event_id for e in events}
     accounts = Accounts(settings)
     worker = WorkerProcess(settings, log_file=tmp_path / "worker-2.log").start()
     try:
