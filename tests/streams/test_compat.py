@@ -32,13 +32,13 @@ def test_the_replaced_library_function_is_the_one_the_patch_was_written_for(patc
 
 
 def test_every_patched_library_function_is_patched_once_and_cites_its_upstream_issue() -> None:
-    assert len({p.name for p in PATCHES}) == len(PATCHES) == 11
+    assert len({p.name for p in PATCHES}) == len(PATCHES) == 13
     assert all(p.upstream.strip() for p in PATCHES)
 
 
 def test_the_pins_in_pyproject_are_the_versions_the_patches_expect() -> None:
     text = (ROOT / "pyproject.toml").read_text()
-    pins = dict(re.findall(r'"(faust-streaming|aiokafka|mode-streaming)==([^"]+)"', text))
+    pins = dict(re.findall(r'"(faust-streaming|aiokafka|mode-streaming|kafka-python)==([^"]+)"', text))
     assert dict(_compat.EXPECTED_VERSIONS) == pins
     assert dict(_compat.EXPECTED_VERSIONS) == _compat.installed_versions()
 
@@ -145,3 +145,20 @@ def test_the_worker_command_refuses_to_start_on_an_unpinned_version(
     assert 2 == main(["worker", "--bootstrap", "127.0.0.1:9"])
     assert "aiokafka 0.13.0 (expected 0.14.0)" in capsys.readouterr().err
     assert [p.name for p in PATCHES if p.is_installed()] == []
+
+
+def test_a_reader_installs_only_the_kafka_python_patches_and_checks_only_kafka_python(
+    unpatched_libraries: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams._compat import kafka_python_decode
+
+    assert {"kafka-python"} == _compat.distributions_of(kafka_python_decode.PATCHES)
+    assert set(_compat.EXPECTED_VERSIONS) == _compat.distributions_of(PATCHES)
+    # A wrong aiokafka does not stop a reader that patches kafka-python alone; a wrong kafka-python does.
+    monkeypatch.setattr(_compat, "installed_versions", lambda: {**_compat.EXPECTED_VERSIONS, "aiokafka": "0.15.0"})
+    with _compat.installed(kafka_python_decode.PATCHES):
+        assert {p.name for p in PATCHES if p.is_installed()} == {p.name for p in kafka_python_decode.PATCHES}
+    assert [p.name for p in PATCHES if p.is_installed()] == []
+    monkeypatch.setattr(_compat, "installed_versions", lambda: {**_compat.EXPECTED_VERSIONS, "kafka-python": "2.0.2"})
+    with pytest.raises(_compat.UnsupportedLibraryVersion, match=r"kafka-python 2\.0\.2 \(expected 3\.0\.12\)"):
+        _compat.install(kafka_python_decode.PATCHES)
