@@ -2,7 +2,9 @@
 
 Each patch's behaviour has its own test beside the code it protects: aiokafka_metadata in
 tests/streams/test_broker.py, faust_rebalance in tests/reliability/test_rebalance_flow.py, fetch_wait
-in tests/streams/test_broker.py, commit_hook in tests/streams/test_outbox.py, recovery_highwaters here.
+in tests/streams/test_broker.py, commit_hook in tests/streams/test_outbox.py, aiokafka_decode in
+tests/streams/test_decode_fix.py, kafka_python_decode in tests/streams/test_kafka_python_decode.py (and
+on the broker in test_sinks.py and test_audit_export.py), recovery_highwaters here.
 """
 
 from __future__ import annotations
@@ -162,3 +164,23 @@ def test_a_reader_installs_only_the_kafka_python_patches_and_checks_only_kafka_p
     monkeypatch.setattr(_compat, "installed_versions", lambda: {**_compat.EXPECTED_VERSIONS, "kafka-python": "2.0.2"})
     with pytest.raises(_compat.UnsupportedLibraryVersion, match=r"kafka-python 2\.0\.2 \(expected 3\.0\.12\)"):
         _compat.install(kafka_python_decode.PATCHES)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sink", "alertmanager", "--url", "http://127.0.0.1:9", "--bootstrap", "127.0.0.1:9"],
+        ["audit", "verify", "--bootstrap", "127.0.0.1:9"],
+        ["audit", "export", "--bootstrap", "127.0.0.1:9"],
+    ],
+    ids=["sink", "audit-verify", "audit-export"],
+)
+def test_the_kafka_python_readers_refuse_to_start_on_an_unpinned_kafka_python(
+    unpatched_libraries: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    from streams.cli.main import main
+
+    monkeypatch.setattr(_compat, "installed_versions", lambda: {**_compat.EXPECTED_VERSIONS, "kafka-python": "2.0.2"})
+    assert 2 == main(argv)
+    assert "kafka-python 2.0.2 (expected 3.0.12)" in capsys.readouterr().err
+    assert [p.name for p in PATCHES if p.is_installed()] == []
