@@ -20,10 +20,10 @@ one of these libraries means re-reading each patch against the new source, then 
 
 `install()` is called once, at worker start-up (streams/worker/app.py); the kafka-python readers (the
 sink, `audit verify` and `audit export`, the summary of `gatewatch up`) call
-`install(kafka_python_decode.PATCHES)`, which checks and
-patches kafka-python alone, so they never import Faust. The per-app switches (`shorten_fetch_wait`,
-`use_end_probe`, `add_commit_hooks`, `stop_partition_at_undecodable_batch`) and the per-consumer one
-(`stop_at_undecodable_batch`) only take effect once their patches are installed.
+`install(kafka_python_decode.PATCHES)`, which checks and patches kafka-python alone, so they never import
+Faust. The per-app switches (`shorten_fetch_wait`, `use_end_probe`, `add_commit_hooks`,
+`stop_partition_at_undecodable_batch`) and the per-consumer one (`stop_at_undecodable_batch`) only take
+effect once their patches are installed.
 
 Adding a patch: a module here with one `Patch` per replaced attribute (owner, attribute, a `build`
 taking the library's function and returning the replacement, the upstream issue, the sha256 of the
