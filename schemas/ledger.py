@@ -98,7 +98,9 @@ class Break:
     """Where and how a chain breaks: `offset` is the position (topic offset or line) of the first bad record."""
 
     offset: int
-    kind: str  # altered | gap | reordered | relinked | unchained | invalid
+    # altered | gap | reordered | relinked | unchained | invalid; `undecodable` is added by a topic reader that
+    # met a record batch it cannot decode (streams/offline/audit.py): nothing after it could be checked
+    kind: str
     detail: str
 
 

@@ -418,8 +418,12 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         counts = export_topic(settings, sys.stdout.buffer)
         sys.stdout.flush()
     else:
-        with open(args.out, "wb") as out:
-            counts = export_topic(settings, out)
+        try:
+            with open(args.out, "wb") as out:
+                counts = export_topic(settings, out)
+        except GatewatchStreamsError:
+            Path(args.out).unlink(missing_ok=True)  # no export with a hole in it, not even an empty one
+            raise
     where = args.out or "stdout"
     print(f"exported {sum(counts.values())} decisions of {len(counts)} partition(s) to {where}", file=sys.stderr)
     return 0

@@ -43,8 +43,11 @@ def settings_table() -> str:
 def metrics_table() -> str:
     from prometheus_client.metrics import MetricWrapperBase
 
-    metrics = Metrics(CollectorRegistry())
-    families = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
+    from streams.sinks.delivery import SinkMetrics
+
+    # The worker's metrics, then each sink's (a sink serves its own on --metrics-port).
+    sources = [Metrics(CollectorRegistry()), SinkMetrics.create(CollectorRegistry())]
+    families = [m for source in sources for m in vars(source).values() if isinstance(m, MetricWrapperBase)]
     rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
     for family in sorted(families, key=lambda f: f._name):  # noqa: SLF001 - prometheus_client keeps no public name
         kind = str(family._type)  # noqa: SLF001

@@ -22,6 +22,8 @@ import structlog
 from kafka import KafkaConsumer, TopicPartition
 
 from schemas import Agreement
+from streams import _compat
+from streams._compat import kafka_python_decode
 from streams.exceptions import BrokerError
 from streams.offline.register_file import load_agreements_file, sample_register_path
 from streams.settings import Settings
@@ -60,6 +62,8 @@ class RunSummary:
     approvals_with_findings: int = 0
     approval_findings_by_category: Counter[str] = field(default_factory=Counter)
     worker_restarts: int = 0  # the worker ended on its own and was started again (WorkerSupervisor)
+    #: Output partitions the summary could not read past: (topic, partition) -> (offset, reason).
+    unreadable: dict[tuple[str, int], tuple[int, str]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -79,6 +83,10 @@ class RunSummary:
             "approvals_with_findings": self.approvals_with_findings,
             "approval_findings_by_category": dict(sorted(self.approval_findings_by_category.items())),
             "worker_restarts": self.worker_restarts,
+            "unreadable_batches": [
+                {"topic": topic, "partition": partition, "offset": offset, "reason": reason}
+                for (topic, partition), (offset, reason) in sorted(self.unreadable.items())
+            ],
             "seconds": round(self.seconds, 2),
         }
 
@@ -103,12 +111,18 @@ class RunSummary:
         lines += [f"    {k.ljust(width)}  {v}" for k, v in sorted(self.approval_findings_by_category.items())]
         if self.worker_restarts:
             lines.append(f"  worker restarts       {self.worker_restarts} (its log says why)")
+        # A batch the summary could not decode (kafka_python_decode): that partition's counts stop there.
+        lines += [
+            f"  unreadable batch      {t} partition {p} at offset {o} ({r}): counts above stop there"
+            for (t, p), (o, r) in sorted(self.unreadable.items())
+        ]
         return "\n".join(lines)
 
 
 def collect_summary(settings: Settings, expected: int, timeout: float, summary: RunSummary) -> RunSummary:
     """Read decisions, dead letters and alerts until `expected` messages are accounted for (or timeout)."""
     t = settings.topics
+    undo = _compat.install(kafka_python_decode.PATCHES)
     consumer = KafkaConsumer(
         **kafka_python_config(settings),
         enable_auto_commit=False,
@@ -116,6 +130,11 @@ def collect_summary(settings: Settings, expected: int, timeout: float, summary: 
         group_id=None,
         auto_offset_reset="earliest",
     )
+
+    def unreadable(topic: str, partition: int, offset: int, exc: BaseException) -> None:
+        summary.unreadable[(topic, partition)] = (offset, kafka_python_decode.reason_of(exc))
+
+    kafka_python_decode.stop_at_undecodable_batch(consumer, unreadable)
     try:
         tps = [
             TopicPartition(topic, p)
@@ -155,6 +174,7 @@ def collect_summary(settings: Settings, expected: int, timeout: float, summary: 
                 deadline = min(deadline, time.monotonic() + 1.0)
     finally:
         consumer.close()
+        undo()
     return summary
 
 

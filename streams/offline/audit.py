@@ -2,6 +2,11 @@
 
 With `model=AgreementDecision` the same checks run over the agreement decisions' chain
 (npd.agreement-decisions.v1, `gatewatch audit verify --agreement-decisions`).
+
+A record batch the reader cannot decode (corrupt, or in a codec whose library is missing) stops its
+partition there (streams/_compat/kafka_python_decode.py), never the command: `verify` reports it as a
+break of kind `undecodable` (the chain cannot be verified past it) and checks the other partitions;
+`export` refuses to write a file with a hole in it (UndecodableTopic, exit 2).
 """
 
 from __future__ import annotations
@@ -10,16 +15,30 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from schemas import AgreementDecision, Decision
-from schemas.ledger import PartitionReport, verify_partition
+from schemas.ledger import Break, PartitionReport, verify_partition
+from streams import _compat
+from streams._compat import kafka_python_decode
+from streams.exceptions import GatewatchStreamsError
 from streams.settings import Settings
 from streams.transport.endoffsets import probe_end_offsets
 from streams.transport.kafka import kafka_python_config
 
-__all__ = ["export_topic", "read_decisions_topic", "verify_export", "verify_records", "verify_topic"]
+__all__ = [
+    "TopicContents",
+    "UndecodableBatch",
+    "UndecodableTopic",
+    "export_topic",
+    "read_chained_topic",
+    "read_decisions_topic",
+    "verify_export",
+    "verify_records",
+    "verify_topic",
+]
 
 
 Chained = type[Decision] | type[AgreementDecision]
@@ -31,34 +50,100 @@ def verify_records(
     return [verify_partition(p, records, model) for p, records in sorted(by_partition.items())]
 
 
-def read_decisions_topic(
-    settings: Settings, timeout: float = 30.0, *, topic: str | None = None
-) -> dict[int, list[tuple[int, bytes]]]:
-    """Every record of the decisions topic (or `topic`), per partition, from the start to the current end."""
+@dataclass(frozen=True)
+class UndecodableBatch:
+    """Where a partition could not be read past, and why (reason: unsupported_codec, corrupt_batch, decode_error)."""
+
+    offset: int
+    reason: str
+    error: str  # the exception's type and (shortened) text
+
+    def describe(self) -> str:
+        return f"the record batch at offset {self.offset} cannot be decoded ({self.reason}: {self.error})"
+
+
+@dataclass
+class TopicContents:
+    """A chained topic as read: each partition's (offset, value) records, and where any could not be read past."""
+
+    records: dict[int, list[tuple[int, bytes]]]
+    undecodable: dict[int, UndecodableBatch] = field(default_factory=dict)
+
+
+class UndecodableTopic(GatewatchStreamsError):
+    """A partition holds a record batch this process cannot decode: what is behind it cannot be read."""
+
+    def __init__(self, topic: str, undecodable: dict[int, UndecodableBatch]) -> None:
+        where = "; ".join(f"partition {p}: {u.describe()}" for p, u in sorted(undecodable.items()))
+        super().__init__(
+            f"{topic} cannot be read to its end: {where}. Nothing was written. Fix the cause (a codec library "
+            "missing from this installation, or a corrupt batch: see the runbook for undecodable batches), "
+            "then run the command again"
+        )
+        self.topic = topic
+        self.undecodable = undecodable
+
+
+def read_chained_topic(settings: Settings, topic: str, timeout: float = 30.0) -> TopicContents:
+    """Every record of `topic`, per partition, from the start to the current end or a batch it cannot decode."""
     from kafka import KafkaConsumer, TopicPartition
 
+    undo = _compat.install(kafka_python_decode.PATCHES)
     consumer = KafkaConsumer(**kafka_python_config(settings), group_id=None, enable_auto_commit=False)
+    stopped: dict[int, UndecodableBatch] = {}
+
+    def stop(_topic: str, partition: int, offset: int, exc: BaseException) -> None:
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        stopped.setdefault(partition, UndecodableBatch(offset, kafka_python_decode.reason_of(exc), error))
+
+    kafka_python_decode.stop_at_undecodable_batch(consumer, stop)
     try:
-        topic = topic or settings.topics.decisions
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not tps:
-            return {}
+            return TopicContents({})
         consumer.assign(tps)
         ends = probe_end_offsets(consumer, consumer.end_offsets(tps))  # exact on Tansu too
         consumer.seek_to_beginning(*tps)
         out: dict[int, list[tuple[int, bytes]]] = {tp.partition: [] for tp in tps}
+
+        def unread(tp: TopicPartition) -> bool:
+            return tp.partition not in stopped and consumer.position(tp) < ends[tp]
+
         deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+        while any(unread(tp) for tp in tps) and time.monotonic() < deadline:
             for tp, batch in consumer.poll(timeout_ms=500).items():
                 out[tp.partition].extend((r.offset, r.value) for r in batch if r.offset < ends[tp])
-        return out
+        return TopicContents(out, dict(stopped))
     finally:
         consumer.close()
+        undo()
+
+
+def read_decisions_topic(
+    settings: Settings, timeout: float = 30.0, *, topic: str | None = None
+) -> dict[int, list[tuple[int, bytes]]]:
+    """Every record of the decisions topic (or `topic`), per partition, from the start to the current end.
+
+    Raises UndecodableTopic if a partition cannot be read to its end: a caller that chains onto, or copies,
+    the topic must not act on part of it.
+    """
+    topic = topic or settings.topics.decisions
+    contents = read_chained_topic(settings, topic, timeout)
+    if contents.undecodable:
+        raise UndecodableTopic(topic, contents.undecodable)
+    return contents.records
 
 
 def verify_topic(settings: Settings, model: Chained = Decision) -> list[PartitionReport]:
+    """The chain's reports; a partition stopped at an undecodable batch ends with an `undecodable` break."""
     topic = settings.topics.agreement_decisions if model is AgreementDecision else settings.topics.decisions
-    return verify_records(read_decisions_topic(settings, topic=topic), model)
+    contents = read_chained_topic(settings, topic)
+    reports = verify_records(contents.records, model)
+    for report in reports:
+        if (stuck := contents.undecodable.get(report.partition)) is not None:
+            detail = f"{stuck.describe()}: the chain cannot be verified past it"
+            report.breaks.append(Break(stuck.offset, "undecodable", detail))
+    return reports
 
 
 def export_topic(settings: Settings, out: IO[bytes]) -> dict[int, int]:

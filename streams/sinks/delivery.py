@@ -6,6 +6,12 @@ retries with backoff and resumes where it stopped) and never slows the worker, w
 the topic. Re-sending an alert is harmless: its deterministic id is a label, so Alertmanager refreshes
 the alert it already has instead of paging again.
 
+A record batch on the alerts topic that cannot be decoded (a corrupt batch, a codec whose library is
+missing) stops that partition only, at that offset (streams/_compat/kafka_python_decode.py): one log
+line, `gatewatch_sink_partition_undecodable` at 1 and the critical GatewatchSinkPartitionUndecodable
+alert, while the other partitions are delivered on. Nothing behind the batch is delivered or committed
+past; a restart with the cause fixed resumes there.
+
 An alert the rule pack's `inhibit:` list inhibited (`inhibited_by` not empty) stays on the topic and on
 dashboards but is not sent: the pack, versioned and diffed with its rules, is the one place that
 decides what pages people, so Alertmanager needs no copy of that list.
@@ -13,6 +19,7 @@ decides what pages people, so Alertmanager needs no copy of that list.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -20,7 +27,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +36,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
 from schemas import Alert
+from streams import _compat
+from streams._compat import kafka_python_decode
 from streams.settings import Settings
 from streams.transport.kafka import kafka_python_config
 
@@ -185,6 +194,7 @@ class SinkMetrics:
     rejected: Counter
     inhibited: Counter
     backlog_seconds: Gauge
+    partition_undecodable: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> SinkMetrics:
@@ -214,6 +224,14 @@ class SinkMetrics:
                 ["sink"],
                 registry=registry,
             ),
+            partition_undecodable=Gauge(
+                "gatewatch_sink_partition_undecodable",
+                "1 while this sink has stopped reading an alerts partition at a record batch it cannot decode "
+                "(topic: alerts; reason: unsupported_codec, corrupt_batch or decode_error); nothing after it is "
+                "delivered or committed until a restart",
+                ["topic", "partition", "reason"],
+                registry=registry,
+            ),
         )
 
 
@@ -237,6 +255,7 @@ class SinkRunner:
         self.max_backoff = max_backoff
         self.sleep = sleep
         self.stopped = False
+        self._undecodable: dict[int, tuple[int, str]] = {}  # partition stopped at a bad batch -> (offset, reason)
 
     def deliver_with_retry(self, alerts: Sequence[Alert]) -> None:
         """Deliver a batch, retrying transient failures with capped exponential backoff until stopped.
@@ -271,12 +290,55 @@ class SinkRunner:
             self.metrics.backlog_seconds.labels(self.sink.name).set(0)
             return
 
+    def stop_partition(self, topic: str, partition: int, offset: int, exc: BaseException) -> None:
+        """The consumer stopped `partition` at `offset`, a batch it cannot decode: say so once, set the gauge."""
+        reason = kafka_python_decode.reason_of(exc)
+        if self._undecodable.get(partition) == (offset, reason):
+            return  # the same batch met again (resumed without a rebalance): said already
+        self._undecodable[partition] = (offset, reason)
+        self.metrics.partition_undecodable.labels("alerts", str(partition), reason).set(1)
+        log.error(
+            "sink_partition_stopped_undecodable_batch",
+            sink=self.sink.name,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            reason=reason,
+            error=type(exc).__name__,
+            detail=str(exc)[:200],
+            hint="the other partitions are delivered on; nothing after this offset is delivered or committed: "
+            "fix the cause (codec library, producer) and restart the sink",
+        )
+
+    def forget_partitions(self, partitions: Iterable[Any]) -> None:
+        """Partitions revoked from this sink: whoever reads them next reports them if they still fail."""
+        for tp in partitions:
+            gone = self._undecodable.pop(tp.partition, None)
+            if gone is not None:
+                with contextlib.suppress(KeyError):
+                    self.metrics.partition_undecodable.remove("alerts", str(tp.partition), gone[1])
+
     def run(self, *, idle_exit_after: float | None = None) -> None:
         """Consume and deliver until `stop()` (or, for tests, until idle for `idle_exit_after` seconds)."""
-        from kafka import KafkaConsumer
+        undo = _compat.install(kafka_python_decode.PATCHES)  # kafka-python's alone: the sink never imports Faust
+        try:
+            self._consume(idle_exit_after)
+        finally:
+            undo()
+
+    def _consume(self, idle_exit_after: float | None) -> None:
+        from kafka import ConsumerRebalanceListener, KafkaConsumer
+
+        runner = self
+
+        class Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                runner.forget_partitions(revoked)
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                pass
 
         consumer = KafkaConsumer(
-            self.settings.topics.alerts,
             **kafka_python_config(self.settings),
             group_id=f"{self.settings.app_id}-sink-{self.sink.name}",
             enable_auto_commit=False,
@@ -290,6 +352,8 @@ class SinkRunner:
                 else {}
             ),
         )
+        kafka_python_decode.stop_at_undecodable_batch(consumer, self.stop_partition)
+        consumer.subscribe([self.settings.topics.alerts], listener=Revoked())
         idle_since = time.monotonic()
         try:
             while not self.stopped:

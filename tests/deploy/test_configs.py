@@ -180,6 +180,16 @@ ROUTES = [
         "pager",
         id="backstop-pages",
     ),
+    pytest.param(
+        {"source": "gatewatch-platform", "alertname": "GatewatchSinkPartitionUndecodable", "severity": "critical"},
+        "pager",
+        id="sink-stopped-at-an-undecodable-batch-pages",
+    ),
+    pytest.param(
+        {"source": "gatewatch-platform", "alertname": "GatewatchPartitionUndecodable", "severity": "critical"},
+        "ops",
+        id="worker-stopped-at-an-undecodable-batch-to-ops",
+    ),
     pytest.param({"alertname": "Something", "severity": "critical"}, "ops", id="unknown-source-to-ops"),
     pytest.param(
         {**VIOLATION, "alertname": "NPD-APR-03", "subject": "agreement", "severity": "critical"},
@@ -360,7 +370,19 @@ def _compose() -> dict[str, Any]:
 
 
 def test_compose_has_the_whole_stack() -> None:
-    assert {"kafka", "init", "worker", "prometheus", "alertmanager", "grafana"} == set(_compose()["services"])
+    assert {"kafka", "init", "worker", "sink", "prometheus", "alertmanager", "grafana"} == set(_compose()["services"])
+
+
+def test_compose_runs_the_alertmanager_sink_where_prometheus_scrapes_it() -> None:
+    sink = _compose()["services"]["sink"]
+    assert ["gatewatch", "sink", "alertmanager", "--metrics-port", "6067"] == sink["command"]
+    assert "kafka:9092" == sink["environment"]["GATEWATCH_KAFKA_BOOTSTRAP"]
+    assert "http://alertmanager:9093" == sink["environment"]["GATEWATCH_ALERTMANAGER_URL"]
+    settings = set(re.findall(r"^\| `(GATEWATCH_\w+)`", (ROOT / "README.md").read_text(), flags=re.MULTILINE))
+    assert set() == set(sink["environment"]) - settings
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert ["sink:6067"] == jobs["gatewatch-sink"]["static_configs"][0]["targets"]
 
 
 def test_every_compose_image_is_pinned_to_a_version() -> None:

@@ -7,11 +7,9 @@ not committed past: a restart with the cause fixed judges everything that waited
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import re
-import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,7 +27,9 @@ from streams.settings import Settings
 from streams.transport.broker import EmbeddedBroker
 from streams.transport.kafka import ensure_topics
 from streams.transport.publisher import Publisher
+from tests import rawbatch
 from tests.conftest import isolated_settings
+from tests.rawbatch import SNAPPY, batch
 from tests.reliability.support import SIM_START, Accounts, Tail, report, sample_agreements
 from tests.services import tool
 
@@ -86,43 +86,13 @@ def librdkafka_publish(
 
 def undecodable_batch() -> bytes:
     """A v2 record batch flagged snappy whose payload is not snappy; its CRC is right, so brokers keep it."""
-    from aiokafka.record.default_records import DefaultRecordBatchBuilder
-    from aiokafka.record.util import calc_crc32c
-
-    builder = DefaultRecordBatchBuilder(
-        magic=2, compression_type=0, is_transactional=0, producer_id=-1, producer_epoch=-1, base_sequence=-1,
-        batch_size=1 << 20,
-    )  # fmt: skip
-    builder.append(0, timestamp=int(time.time() * 1000), key=b"corrupt", value=b'{"event_id": "never"}', headers=[])
-    raw = bytearray(builder.build())
-    attributes = struct.unpack_from(">h", raw, 21)[0]
-    struct.pack_into(">h", raw, 21, (attributes & ~0x07) | 0x02)  # codec bits: snappy
-    struct.pack_into(">I", raw, 17, calc_crc32c(bytes(raw[21:])))  # the CRC covers attributes onward
-    return bytes(raw)
+    return batch(0, [b'{"event_id": "never"}'], codec=SNAPPY, key=b"corrupt")
 
 
-def produce_raw(settings: Settings, partition: int, batch: bytes) -> int:
-    """Write a record batch to one access partition as it is (no client re-encodes it); its base offset."""
-    from aiokafka.client import AIOKafkaClient
-    from aiokafka.protocol.produce import ProduceRequest
-    from aiokafka.structs import TopicPartition
-
-    async def send() -> int:
-        client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap)
-        await client.bootstrap()
-        try:
-            topic = settings.topics.access
-            client.add_topic(topic)
-            await client.force_metadata_update()
-            leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
-            response = await client.send(leader, ProduceRequest(None, -1, 30_000, [(topic, [(partition, batch)])]))
-            (_, [(_, error, base_offset, *_)]) = response.topics[0]
-            assert error == 0, f"broker refused the batch: error {error}"
-            return int(base_offset)
-        finally:
-            await client.close()
-
-    return asyncio.run(send())
+def produce_raw(settings: Settings, partition: int, raw: bytes) -> int:
+    """Write a record batch to one access partition as it is; its base offset."""
+    assert settings.kafka_bootstrap
+    return rawbatch.produce_raw(settings.kafka_bootstrap, settings.topics.access, partition, raw)
 
 
 def stopped_series(metrics: str) -> dict[tuple[str, str, str], float]:

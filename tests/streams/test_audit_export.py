@@ -16,6 +16,7 @@ from streams.cli.main import main
 from streams.settings import Settings
 from streams.transport.broker import EmbeddedBroker
 from streams.transport.kafka import ensure_topics, kafka_python_config
+from tests import rawbatch
 from tests.conftest import isolated_settings
 from tests.factories import make_event
 
@@ -89,3 +90,50 @@ def test_verify_finds_an_alteration_in_the_export(
     out.write_bytes(b"\n".join(lines) + b"\n")
     assert 1 == main(["audit", "verify", "--file", str(out)])
     assert "partition 1: 5 decisions, CHAIN BROKEN at line 8" in capsys.readouterr().out
+
+
+STUCK = 1  # the decisions partition that gets a batch no reader can decode
+
+
+@pytest.fixture(params=["crc_mismatch", "snappy_flag_on_plain_bytes"])
+def undecodable_topic(
+    request: pytest.FixtureRequest, broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, dict[int, list[bytes]]]:
+    """Intact chains on every partition, then on STUCK a batch nobody can decode and a good link behind it."""
+    settings = isolated_settings(broker, tmp_path, partitions=PARTITIONS)
+    ensure_topics(settings)
+    chains = _publish_chains(settings)
+    broken = {"bad_crc": True} if request.param == "crc_mismatch" else {"codec": rawbatch.SNAPPY}
+    topic = settings.topics.decisions
+    bad_offset = rawbatch.produce_raw(broker.bootstrap, topic, STUCK, rawbatch.batch(0, [chains[STUCK][-1]], **broken))
+    rawbatch.produce_raw(broker.bootstrap, topic, STUCK, rawbatch.batch(0, [chains[STUCK][-1]]))  # never read
+    monkeypatch.setenv("GATEWATCH_TOPIC_DECISIONS", topic)
+    monkeypatch.setenv("GATEWATCH_KAFKA_BOOTSTRAP", broker.bootstrap)
+    return bad_offset, chains
+
+
+def test_verify_reports_an_undecodable_batch_as_a_break_and_checks_the_other_partitions(
+    undecodable_topic: tuple[int, dict[int, list[bytes]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad_offset, _ = undecodable_topic
+    assert 1 == main(["audit", "verify"])  # not a traceback: a report, and the chain is not verified
+    out = capsys.readouterr().out.splitlines()
+    assert f"partition 0: {PER_PARTITION} decisions, chain intact" == out[0]
+    assert f"partition {STUCK}: {PER_PARTITION} decisions, CHAIN BROKEN at offset {bad_offset} (1 problem(s))" == out[1]
+    assert out[2].startswith(f"  offset {bad_offset}: undecodable: the record batch at offset {bad_offset} cannot be")
+    assert out[2].endswith("the chain cannot be verified past it")
+    assert "corrupt_batch: " in out[2]
+    assert f"partition 2: {PER_PARTITION} decisions, chain intact" == out[3]
+
+
+def test_export_refuses_a_topic_it_cannot_read_to_the_end_and_writes_nothing(
+    undecodable_topic: tuple[int, dict[int, list[bytes]]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad_offset, _ = undecodable_topic
+    out = tmp_path / "export.jsonl"
+    assert 2 == main(["audit", "export", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert f"partition {STUCK}: the record batch at offset {bad_offset} cannot be decoded (corrupt_batch: " in err
+    assert "Nothing was written" in err
+    assert "Traceback" not in err
+    assert not out.exists()

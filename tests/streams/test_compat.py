@@ -2,7 +2,9 @@
 
 Each patch's behaviour has its own test beside the code it protects: aiokafka_metadata in
 tests/streams/test_broker.py, faust_rebalance in tests/reliability/test_rebalance_flow.py, fetch_wait
-in tests/streams/test_broker.py, commit_hook in tests/streams/test_outbox.py, recovery_highwaters here.
+in tests/streams/test_broker.py, commit_hook in tests/streams/test_outbox.py, aiokafka_decode in
+tests/streams/test_decode_fix.py, kafka_python_decode in tests/streams/test_kafka_python_decode.py (and
+on the broker in test_sinks.py and test_audit_export.py), recovery_highwaters here.
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ def test_the_replaced_library_function_is_the_one_the_patch_was_written_for(patc
 
 
 def test_every_patched_library_function_is_patched_once_and_cites_its_upstream_issue() -> None:
-    assert len({p.name for p in PATCHES}) == len(PATCHES) == 11
+    assert len({p.name for p in PATCHES}) == len(PATCHES) == 13
     assert all(p.upstream.strip() for p in PATCHES)
 
 
 def test_the_pins_in_pyproject_are_the_versions_the_patches_expect() -> None:
     text = (ROOT / "pyproject.toml").read_text()
-    pins = dict(re.findall(r'"(faust-streaming|aiokafka|mode-streaming)==([^"]+)"', text))
+    pins = dict(re.findall(r'"(faust-streaming|aiokafka|mode-streaming|kafka-python)==([^"]+)"', text))
     assert dict(_compat.EXPECTED_VERSIONS) == pins
     assert dict(_compat.EXPECTED_VERSIONS) == _compat.installed_versions()
 
@@ -144,4 +146,41 @@ def test_the_worker_command_refuses_to_start_on_an_unpinned_version(
     monkeypatch.setenv("GATEWATCH_DATA_DIR", str(tmp_path))
     assert 2 == main(["worker", "--bootstrap", "127.0.0.1:9"])
     assert "aiokafka 0.13.0 (expected 0.14.0)" in capsys.readouterr().err
+    assert [p.name for p in PATCHES if p.is_installed()] == []
+
+
+def test_a_reader_installs_only_the_kafka_python_patches_and_checks_only_kafka_python(
+    unpatched_libraries: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams._compat import kafka_python_decode
+
+    assert {"kafka-python"} == _compat.distributions_of(kafka_python_decode.PATCHES)
+    assert set(_compat.EXPECTED_VERSIONS) == _compat.distributions_of(PATCHES)
+    # A wrong aiokafka does not stop a reader that patches kafka-python alone; a wrong kafka-python does.
+    monkeypatch.setattr(_compat, "installed_versions", lambda: {**_compat.EXPECTED_VERSIONS, "aiokafka": "0.15.0"})
+    with _compat.installed(kafka_python_decode.PATCHES):
+        assert {p.name for p in PATCHES if p.is_installed()} == {p.name for p in kafka_python_decode.PATCHES}
+    assert [p.name for p in PATCHES if p.is_installed()] == []
+    monkeypatch.setattr(_compat, "installed_versions", lambda: {**_compat.EXPECTED_VERSIONS, "kafka-python": "2.0.2"})
+    with pytest.raises(_compat.UnsupportedLibraryVersion, match=r"kafka-python 2\.0\.2 \(expected 3\.0\.12\)"):
+        _compat.install(kafka_python_decode.PATCHES)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sink", "alertmanager", "--url", "http://127.0.0.1:9", "--bootstrap", "127.0.0.1:9"],
+        ["audit", "verify", "--bootstrap", "127.0.0.1:9"],
+        ["audit", "export", "--bootstrap", "127.0.0.1:9"],
+    ],
+    ids=["sink", "audit-verify", "audit-export"],
+)
+def test_the_kafka_python_readers_refuse_to_start_on_an_unpinned_kafka_python(
+    unpatched_libraries: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    from streams.cli.main import main
+
+    monkeypatch.setattr(_compat, "installed_versions", lambda: {**_compat.EXPECTED_VERSIONS, "kafka-python": "2.0.2"})
+    assert 2 == main(argv)
+    assert "kafka-python 2.0.2 (expected 3.0.12)" in capsys.readouterr().err
     assert [p.name for p in PATCHES if p.is_installed()] == []

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import struct
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,38 +14,9 @@ from streams import _compat
 from streams._compat.aiokafka_decode import reason_of
 from streams.metrics import Metrics
 from streams.worker.stalls import StoppedPartitions
+from tests.rawbatch import batch
 
 TOPIC = "npd.access.v1"
-
-
-def batch(
-    base_offset: int,
-    values: list[bytes],
-    *,
-    codec: int = 0,
-    payload_codec: int = 0,
-    bad_crc: bool = False,
-    garble_records: bool = False,
-) -> bytes:
-    """A v2 record batch; `codec` rewrites its codec bits (the payload stays as `payload_codec` wrote it)."""
-    from aiokafka.record.default_records import DefaultRecordBatchBuilder
-    from aiokafka.record.util import calc_crc32c
-
-    builder = DefaultRecordBatchBuilder(
-        magic=2, compression_type=payload_codec, is_transactional=0, producer_id=-1, producer_epoch=-1,
-        base_sequence=-1, batch_size=1 << 20,
-    )  # fmt: skip
-    for i, value in enumerate(values):
-        builder.append(i, timestamp=int(time.time() * 1000), key=b"k", value=value, headers=[])
-    raw = bytearray(builder.build())
-    struct.pack_into(">q", raw, 0, base_offset)
-    if garble_records:
-        raw[61:70] = b"\xff" * 9  # the first record's length and attributes: not a record any more
-    if codec:
-        attributes = struct.unpack_from(">h", raw, 21)[0]
-        struct.pack_into(">h", raw, 21, (attributes & ~0x07) | codec)
-    struct.pack_into(">I", raw, 17, calc_crc32c(bytes(raw[21:])) ^ (1 if bad_crc else 0))
-    return bytes(raw)
 
 
 GOOD = batch(0, [b"a", b"b"])

@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from rules import load_engine
 from schemas import Alert
-from streams.sinks.delivery import AlertmanagerSink, SinkRunner, WebhookSink, alertmanager_payload, sign
+from streams.settings import Settings
+from streams.sinks.delivery import (
+    AlertmanagerSink,
+    SinkMetrics,
+    SinkRunner,
+    WebhookSink,
+    alertmanager_payload,
+    sign,
+)
 from streams.transport.broker import EmbeddedBroker
 from streams.transport.kafka import ensure_topics
 from streams.transport.publisher import Publisher
+from tests import rawbatch
 from tests.conftest import isolated_settings
 from tests.factories import make_agreement, make_event
 from tests.httpreceiver import http_receiver
+from tests.rawbatch import SNAPPY
 
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 
@@ -150,3 +164,66 @@ def test_sink_loses_nothing_while_the_receiver_is_down_and_resumes_from_the_topi
         SinkRunner(settings, AlertmanagerSink(receiver.url)).run(idle_exit_after=3.0)
         second = [a["labels"]["alert_id"] for r in receiver.on("/api/v2/alerts") for a in r.json()]
     assert sorted(second) == sorted(a.alert_id for a in alerts[3:])
+
+
+def committed_offsets(settings: Settings, group: str, partitions: int) -> dict[int, int | None]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.transport.kafka import kafka_python_config
+
+    consumer = KafkaConsumer(**kafka_python_config(settings), group_id=group, enable_auto_commit=False)
+    try:
+        return {p: consumer.committed(TopicPartition(settings.topics.alerts, p)) for p in range(partitions)}
+    finally:
+        consumer.close()
+
+
+UNDECODABLE = {  # a batch no sink can read, as the broker stores it -> the reason reported (Tansu refuses codec 7)
+    "snappy_flag_on_plain_bytes": ({"codec": SNAPPY}, "corrupt_batch"),
+    "crc_mismatch": ({"bad_crc": True}, "corrupt_batch"),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", list(UNDECODABLE))
+def test_an_undecodable_batch_stops_only_its_partition_and_is_reported(
+    broker: EmbeddedBroker, tmp_path: Path, case: str
+) -> None:
+    settings = isolated_settings(broker, tmp_path)
+    ensure_topics(settings)
+    alerts = some_alerts(5)
+    topic = settings.topics.alerts
+
+    def put(partition: int, alert: Alert, **broken: Any) -> int:
+        raw = rawbatch.batch(0, [alert.model_dump_json().encode()], key=alert.alert_id.encode(), **broken)
+        return rawbatch.produce_raw(broker.bootstrap, topic, partition, raw)
+
+    put(0, alerts[0])
+    kwargs, reason = UNDECODABLE[case]
+    bad_offset = put(0, alerts[1], **kwargs)
+    put(0, alerts[2])  # behind the bad batch: never delivered
+    put(1, alerts[3])
+    put(2, alerts[4])
+    registry = CollectorRegistry()
+    labels = {"topic": "alerts", "partition": "0", "reason": reason}
+    with http_receiver() as receiver, capture_logs() as logs:
+        runner = SinkRunner(settings, AlertmanagerSink(receiver.url), metrics=SinkMetrics.create(registry))
+        running = threading.Thread(target=runner.run)
+        running.start()
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(receiver.on("/api/v2/alerts")) < 3:
+                time.sleep(0.2)
+            time.sleep(1.0)  # anything from behind the bad batch would arrive now
+            gauge = registry.get_sample_value("gatewatch_sink_partition_undecodable", labels)
+        finally:
+            runner.stop()
+            running.join(30)
+        delivered = [a["labels"]["alert_id"] for r in receiver.on("/api/v2/alerts") for a in r.json()]
+    assert not running.is_alive()  # it stopped when asked: it had not died, nor hung
+    assert sorted(a.alert_id for a in (alerts[0], alerts[3], alerts[4])) == sorted(delivered)
+    assert 1.0 == gauge
+    stopped = [e for e in logs if e["event"] == "sink_partition_stopped_undecodable_batch"]
+    assert [(0, bad_offset, reason)] == [(e["partition"], e["offset"], e["reason"]) for e in stopped]
+    committed = committed_offsets(settings, f"{settings.app_id}-sink-alertmanager", 4)
+    assert (bad_offset, 1, 1) == (committed[0], committed[1], committed[2])  # nothing past the bad batch

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rules import load_engine
+from streams.transport.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +79,20 @@ def test_up_runs_end_to_end_and_every_implemented_category_appears_in_the_summar
     assert 0 == report.returncode, report.stderr[-3000:]
     assert f"board-pack-{month}.html" == Path(report.stdout.strip()).name
     assert "Records by legal gateway" in (tmp_path / f"board-pack-{month}.html").read_text(encoding="utf-8")
+
+
+def test_the_summary_names_a_batch_it_cannot_decode_and_reads_on(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    from streams.cli.runner import RunSummary, collect_summary
+    from streams.transport.kafka import ensure_topics
+    from tests import rawbatch
+    from tests.conftest import isolated_settings
+
+    settings = isolated_settings(broker, tmp_path)
+    ensure_topics(settings)
+    topic = settings.topics.deadletter
+    rawbatch.produce_raw(broker.bootstrap, topic, 0, rawbatch.batch(0, [json.dumps({"reason": "not_json"}).encode()]))
+    bad = rawbatch.produce_raw(broker.bootstrap, topic, 2, rawbatch.batch(0, [b"{}"], bad_crc=True))
+    summary = collect_summary(settings, expected=1, timeout=20, summary=RunSummary())
+    assert (1, {(settings.topics.deadletter, 2): (bad, "corrupt_batch")}) == (summary.dead_letters, summary.unreadable)
+    line = f"  unreadable batch      {settings.topics.deadletter} partition 2 at offset {bad} (corrupt_batch)"
+    assert line in summary.render()
