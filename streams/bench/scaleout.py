@@ -92,12 +92,14 @@ _DECISIONS = "gatewatch_decisions_total{"
 
 
 def _trouble(log_file: Path | None, limit: int = 40) -> list[str]:
-    """The last warning, error and critical lines of a worker's log (structlog JSON or Faust's own)."""
+    """The last warning, error and critical lines of a worker's log (structlog JSON or Faust's own), less
+    the per-event `violation` lines (findings, not trouble)."""
     if log_file is None or not log_file.exists():
         return []
     marks = ('"level":"warning"', '"level":"error"', '"level":"critical"', "[WARNING]", "[ERROR]", "[CRITICAL]")
     lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    return [line[:300] for line in lines if any(m in line for m in marks)][-limit:]
+    trouble = [line for line in lines if any(m in line for m in marks) and '"event":"violation"' not in line]
+    return [line[:300] for line in trouble][-limit:]
 
 
 def _steady(times: list[float]) -> tuple[float, float]:
