@@ -72,6 +72,7 @@ class Periodic:
         app.timer(interval=10.0)(guard(self.refresh_state_gauge))
         app.timer(interval=5.0)(guard(self.refresh_register_gauge))
         app.task(self.reload_on_sighup)
+        app.task(self.dump_tasks_on_sigusr1)
         if reload_interval > 0:
             app.timer(interval=reload_interval)(guard(self.reload_on_change))
 
@@ -119,7 +120,30 @@ class Periodic:
         """A Faust task: SIGHUP reloads the rule pack (streams/worker/reload.py)."""
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._pack.reload, "SIGHUP")
 
+    async def dump_tasks_on_sigusr1(self) -> None:
+        """A Faust task: SIGUSR1 logs what every asyncio task is waiting on (`kill -USR1 <pid>`), to tell
+        a stuck worker from an idle one without stopping it."""
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
+
     async def reload_on_change(self) -> None:
         """Reload the rule pack when its files change on disk."""
         if self._pack.changed_on_disk():
             self._pack.reload("pack files changed")
+
+
+def dump_tasks() -> None:
+    """One `tasks_dumped` warning line: each pending asyncio task and the chain of awaits it is suspended in."""
+    chains = sorted((_await_chain(task.get_coro()), task.get_name()) for task in asyncio.all_tasks())
+    log.warning("tasks_dumped", count=len(chains), tasks=[{"task": n, "awaiting": c} for c, n in chains])
+
+
+def _await_chain(coro: Any) -> list[str]:
+    """file:line function of each coroutine (or generator) in an await chain, outermost first."""
+    out: list[str] = []
+    while coro is not None and len(out) < 50:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            where = "/".join(frame.f_code.co_filename.rsplit("/", 2)[-2:])
+            out.append(f"{where}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return out
