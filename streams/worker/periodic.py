@@ -84,11 +84,26 @@ class Periodic:
             return  # a commit is talking to the broker: the lag waits a tick rather than queue behind it
         # Bounded below the timer's interval, so one tick never runs into the next or a later commit.
         ends = await asyncio.wait_for(consumer.highwaters(*tps), LAG_QUERY_TIMEOUT)
+        starts = await self._unprocessed_starts([tp for tp in tps if tp.partition not in self._evaluator.processed])
         for tp in tps:
-            position = self._evaluator.processed.get(tp.partition)
-            if position is None:
-                position = await consumer.position(tp) or 0
-            self._metrics.partition_lag.labels(str(tp.partition)).set(max(0, ends.get(tp, position) - position))
+            end = ends.get(tp)
+            if end is None:
+                continue  # not known this tick: the gauge keeps its last value
+            position = self._evaluator.processed.get(tp.partition, starts.get(tp, 0))
+            self._metrics.partition_lag.labels(str(tp.partition)).set(max(0, end - position))
+
+    async def _unprocessed_starts(self, tps: list[Any]) -> dict[Any, int]:
+        """Where a partition this worker has processed nothing of starts for it: the group's committed offset,
+        else the start of the log. Never the fetcher's position, which runs ahead of what was processed (and
+        past messages Faust dropped), so a partition held but never processed shows its whole backlog."""
+        if not tps:
+            return {}
+        consumer = self._app.consumer
+        committed_offsets = getattr(consumer, "_committed_offset", {})  # Faust keeps no public view
+        committed = {tp: committed_offsets.get(tp) for tp in tps}
+        unknown = [tp for tp, offset in committed.items() if offset is None]
+        earliest = await asyncio.wait_for(consumer.earliest_offsets(*unknown), LAG_QUERY_TIMEOUT) if unknown else {}
+        return {tp: offset if offset is not None else earliest.get(tp, 0) for tp, offset in committed.items()}
 
     async def governance_sweep(self) -> None:
         """Governance gaps (overdue audits, unconfirmed destruction) raise alerts even with no events."""
