@@ -19,7 +19,7 @@ order problem in ``_resume_streams``. Upstream PR #253 resumes the consumer's fl
 after the flow control for the same reason, but here the flow is already on (changelog recovery), so
 the stream partitions themselves have to stay paused until the queues have been cleared.
 
-The fix, in two parts, each closing the hole on its own:
+The fix, in three parts, the first two each closing the hole on its own:
 
 1. ``on_recovery_completed`` (and ``_resume_streams``, the no-tables path) seek first and resume the
    flow control, and only then resume the stream partitions. Nothing of those partitions can be in a
@@ -29,6 +29,8 @@ The fix, in two parts, each closing the hole on its own:
    flow is already active has nothing of that kind to drop, only current messages. This also protects
    the changelog queue, which carries GlobalTable (agreements register) updates while the other resumes
    in ``Recovery`` run.
+3. A stream partition the group has never committed is seeked to the start of its log after the
+   committed-offset seek, which leaves it alone (``_seek_uncommitted_to_start``).
 """
 
 # ruff: noqa: SLF001 - the fix has to reach into Faust's recovery service
@@ -53,14 +55,37 @@ def _resume_clears_only_when_suspended(original: Any) -> Any:
     return resume
 
 
+async def _seek_uncommitted_to_start(recovery: Any, assignment: set[Any]) -> None:
+    """Seek the stream partitions the group has never committed to the start of their log.
+
+    aiokafka's ``seek_to_committed`` seeks only to a committed offset above 0, so such a partition stays
+    wherever the fetcher left it, which after a rebalance can be past messages fetched in the previous
+    generation and dropped by Faust as stale: never processed, never committed, with no error (seen in
+    the scale-out bench on a fresh consumer group: a worker held 8 partitions, processed none of their
+    1,304 events, and reported lag 0). With the consumer's own offset reset (earliest) they start again
+    from the beginning; the outputs already written are not written twice (streams/worker/exactly_once.py).
+    """
+    consumer = recovery.app.consumer
+    committed = getattr(consumer, "_committed_offset", {})
+    never = sorted(tp for tp in assignment if not recovery._is_changelog_tp(tp) and not committed.get(tp))
+    if not never:
+        return
+    starts = await consumer.earliest_offsets(*never)
+    for tp in never:
+        await consumer.seek(tp, starts.get(tp, 0))
+    recovery.log.info("Seek never-committed stream partitions to the start of the log: %r", never)
+
+
 async def _seek_then_resume(recovery: Any, generation_id: int, rebalances: int) -> bool:
-    """Seek the stream partitions to their committed offsets, then let them flow. False if superseded."""
+    """Seek the stream partitions to their committed offsets (the start of the log for those never
+    committed), then let them flow. False if superseded."""
     app = recovery.app
     consumer = app.consumer
     assignment = consumer.assignment()
     if assignment:
         recovery.log.info("Seek stream partitions to committed offsets.")
         await recovery._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+        await recovery._wait(_seek_uncommitted_to_start(recovery, assignment), timeout=app.conf.broker_request_timeout)
     if app.consumer_generation_id != generation_id or app.rebalancing_count != rebalances:
         # A new rebalance began while we waited: it paused everything and its recovery resumes it.
         recovery.log.warning("Rebalance started during the seek; not resuming stream partitions")

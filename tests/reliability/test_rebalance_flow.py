@@ -18,6 +18,7 @@ from mode.utils.queues import FlowControlEvent, FlowControlQueue
 from streams import _compat
 
 STREAM = TP("t.access", 0)
+OTHER = TP("t.access", 1)
 CHANGELOG = TP("app-windows-changelog", 0)
 
 
@@ -30,14 +31,23 @@ class _Log:
 class _Consumer:
     """Like Faust's: a resumed stream partition is fetched while the seek's round trips are awaited."""
 
-    def __init__(self, queue: FlowControlQueue, flow: FlowControlEvent) -> None:
+    def __init__(self, queue: FlowControlQueue, flow: FlowControlEvent, committed: dict[TP, int] | None = None) -> None:
         self.queue, self.flow = queue, flow
         self.flowing: set[TP] = set()
         self.delivered: list[int] = []
         self.seeked = False
+        self._committed_offset = dict(committed if committed is not None else {STREAM: 7})
+        self.seeks: list[tuple[TP, int]] = []  # explicit seeks, and whether the partition flowed yet
 
     def assignment(self) -> set[TP]:
-        return {STREAM, CHANGELOG}
+        return {STREAM, OTHER, CHANGELOG}
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, 3)  # the log starts at 3 (retention deleted 0-2)
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        assert tp not in self.flowing, "seeked after it was let flow"
+        self.seeks.append((tp, offset))
 
     def resume_partitions(self, tps: set[TP]) -> None:
         self.flowing |= tps
@@ -138,3 +148,24 @@ def test_resuming_active_flow_keeps_the_queues_but_a_real_resume_still_clears_th
     assert asyncio.run(run()) == (0, 0)  # unpatched mode clears on every resume
     with _compat.installed():
         assert asyncio.run(run()) == (1, 0)
+
+
+def test_stream_partitions_the_group_never_committed_are_seeked_to_the_start_of_the_log_before_they_flow(
+    unpatched_libraries: None,
+) -> None:
+    # aiokafka's seek_to_committed leaves a partition with no commit (or a commit of 0) where the fetcher
+    # is; after a rebalance that can be past messages Faust dropped as stale.
+    from faust.tables.recovery import Recovery
+
+    async def run(method: str, committed: dict[TP, int]) -> list[tuple[TP, int]]:
+        flow = FlowControlEvent()
+        flow.resume()
+        consumer = _Consumer(FlowControlQueue(flow_control=flow, clear_on_resume=True), flow, committed)
+        await getattr(Recovery, method)(_recovery(consumer, flow), 1)
+        return consumer.seeks
+
+    with _compat.installed():
+        for method in ("on_recovery_completed", "_resume_streams"):
+            assert [(OTHER, 3)] == asyncio.run(run(method, {STREAM: 7})), method
+            assert [(STREAM, 3), (OTHER, 3)] == asyncio.run(run(method, {STREAM: 0})), method
+            assert [] == asyncio.run(run(method, {STREAM: 7, OTHER: 2})), method
