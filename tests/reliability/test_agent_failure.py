@@ -5,22 +5,14 @@ once, with the ledger intact."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from streams.cli.runner import settings_env
-from streams.offline.simulate import Simulator
 from streams.transport.broker import EmbeddedBroker
-from streams.transport.kafka import ensure_topics
-from streams.transport.publisher import Publisher
 from streams.worker.app import AGENT_FAILED_EXIT
 from tests.conftest import isolated_settings
-from tests.reliability.support import SIM_START, sample_agreements
-from tests.reliability.test_send_failure import _log_events, assert_a_restart_decides_each_event_once
+from tests.reliability.injected import assert_a_restart_decides_each_event_once, log_events, published, run_until_exit
 
 pytestmark = pytest.mark.integration
 
@@ -33,25 +25,11 @@ def test_an_exception_in_an_agent_stops_the_worker_and_the_restart_decides_every
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     settings = isolated_settings(broker, tmp_path)
-    ensure_topics(settings)
-    agreements = sample_agreements()
-    events = [s.event for s in Simulator(agreements, seed=13, start=SIM_START).events(EVENTS)]
-    with Publisher(settings) as pub:
-        pub.publish_agreements(agreements)
-        pub.publish_events(events)
+    agreements, events = published(settings, EVENTS, seed=13)
 
     failing_log = tmp_path / "worker-1.log"
-    env = {**os.environ, **settings_env(settings), "FAIL_AT": str(EVENTS // 2)}
-    with open(failing_log, "wb") as out:
-        failing = subprocess.Popen([sys.executable, str(SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            exit_code = failing.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            exit_code = None
-        finally:
-            if failing.poll() is None:
-                failing.kill()
+    exit_code = run_until_exit(SCRIPT, settings, failing_log, FAIL_AT=str(EVENTS // 2))
     assert AGENT_FAILED_EXIT == exit_code, f"the worker went on after its agent failed; see {failing_log}"
-    assert 1 == _log_events(failing_log).count("agent_failed")
+    assert 1 == log_events(failing_log).count("agent_failed")
 
     assert_a_restart_decides_each_event_once(settings, tmp_path, events, agreements)

@@ -66,10 +66,14 @@ def test_a_worker_that_keeps_exiting_is_given_up_on_with_its_exit_code() -> None
     assert "exited 3 times within 300 s (last exit code 70)" in supervisor.failed
 
 
-def test_a_worker_stopped_on_purpose_is_not_started_again() -> None:
-    worker = ExitingWorker(code=0, seconds=60.0).start()
+def test_a_stopped_supervisor_starts_nothing_again() -> None:
+    # `up` on the way out stops the supervisor first: the worker it then stops must stay stopped.
+    worker = ExitingWorker(code=70, seconds=0.2).start()
     supervisor = WorkerSupervisor(worker, poll=0.05).start()
-    supervisor.stop()  # as `up` does on the way out: the supervisor first, then the worker
-    worker.stop()
-    time.sleep(0.3)
+    supervisor.stop()
+    try:
+        _wait(lambda: worker.proc is not None and worker.proc.poll() is not None)
+        time.sleep(0.3)  # several polls' worth: a supervisor still watching would have restarted it
+    finally:
+        worker.stop()
     assert (1, 0) == (worker.starts, supervisor.restarts)
