@@ -62,8 +62,9 @@ async def _seek_uncommitted_to_start(recovery: Any, assignment: set[Any]) -> Non
     wherever the fetcher left it, which after a rebalance can be past messages fetched in the previous
     generation and dropped by Faust as stale: never processed, never committed, with no error (seen in
     the scale-out bench on a fresh consumer group: a worker held 8 partitions, processed none of their
-    1,304 events, and reported lag 0). With the consumer's own offset reset (earliest) they start again
-    from the beginning; the outputs already written are not written twice (streams/worker/exactly_once.py).
+    1,304 events, and reported lag 0; the drop is inferred from that state, not traced). With the
+    consumer's own offset reset (earliest) they start again from the beginning, whatever dropped them;
+    the outputs already written are not written twice (streams/worker/exactly_once.py).
     """
     consumer = recovery.app.consumer
     committed = getattr(consumer, "_committed_offset", {})

@@ -115,7 +115,6 @@ class ApprovalJudge:
         if judged is not None and judged.applied is not None and source.offset <= judged.applied:
             # Judged before a crash or a take-over: its decision and alerts are on the topics.
             self._ledger.set(_JUDGED + agreement.agreement_id, agreement_sha256(agreement), DECISIONS_PARTITION)
-            judged.skipped += 1
             return
         now = self._clock()
         evaluation = self._engine().judge_agreement(agreement, now, evaluated_at=now, source=source)

@@ -196,7 +196,6 @@ class JudgedTail:
     ledger: LedgerState = field(default_factory=LedgerState)  # the tail of the chain actually on the topic
     decided_ms: int | None = None  # when the latest agreement decision's record was created (epoch ms)
     alerts: set[tuple[str, int]] = field(default_factory=set)
-    skipped: int = 0  # records not judged again because their decision was on the topic
 
 
 async def read_judged(
