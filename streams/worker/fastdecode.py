@@ -183,9 +183,12 @@ def _time(text: str) -> dt.datetime:
     except ValueError:
         raise _Rejected from None
     offset = parsed.utcoffset()
-    if offset is None:
-        raise _Rejected
+    if offset is None or ((zone := _OFFSET.search(text)) is not None and int(zone[1]) >= 60):
+        raise _Rejected  # Python reads "+00:80" as 80 minutes; pydantic refuses minutes past 59
     return parsed.replace(tzinfo=_tz(int(offset.total_seconds())))
+
+
+_OFFSET = re.compile(r"[+-][0-9]{2}:?([0-9]{2})\Z")
 
 
 @functools.lru_cache(maxsize=4096)

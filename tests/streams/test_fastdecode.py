@@ -206,3 +206,12 @@ def test_the_sample_event_of_the_edge_cases_is_accepted_by_both_paths() -> None:
 
     assert fast is not None
     assert_same(fast, AccessEvent.model_validate_json(raw))
+
+
+@pytest.mark.parametrize("zone", ["+00:80", "-0560", "+01:60"])
+def test_an_offset_with_minutes_past_59_is_refused_by_both_paths(zone: str) -> None:
+    raw = json.dumps(event_dict(occurred_at=f"2015-01-01T00:00:00{zone}")).encode()  # Hypothesis found +00:80
+
+    assert (None, None) == (decode_event(raw), pydantic_event(raw))
+    valid = json.dumps(event_dict(occurred_at="2015-01-01T00:00:00+01:59")).encode()
+    assert None not in (decode_event(valid), pydantic_event(valid))
